@@ -1,0 +1,109 @@
+"""Exact bounds of the first affine layer over a threat set, in closed form.
+
+For a neuron z = <w, x> + b of the first Conv3d, only the voxels of its receptive field
+matter.  With the per-voxel gains of ``support.py`` restricted to that field
+(``g[o, position, dt, dh, dw]``), the exact minimum over the threat set is
+
+  * one region:  <w, x0> + b + sum of g over the region  (plain interval arithmetic on the masked box);
+  * anyframes:   <w, x0> + b + the k smallest per-frame sums of g (frames are disjoint, so the
+                 choices do not interact; frames outside the field contribute 0);
+  * anypatch:    <w, x0> + b + min over placements of the box sum of g over the placement
+                 intersected with the field.  The intersection, in field coordinates, depends only
+                 on the placement's offset relative to the field, so we loop over those offsets
+                 (a few hundred) and evaluate every neuron at once with prefix sums; offsets whose
+                 absolute placement is not allowed (outside the input, off the stride) are masked.
+
+The maximum is the same computation with the gains of -w.  A first Linear (after Flatten)
+is handled by the dense support function directly.  ``attaining_point`` returns, for one
+neuron, a member of the threat set at which the bound is attained.
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..threats import AnyFrames, AnyPatch
+from .intervals import interval
+from .support import BoxSupport, ThreatSupport, box_sum, prefix_sums
+
+
+def first_layer_bounds(layer: nn.Module, sup) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact (lower, upper) bounds of every output of ``layer`` (Conv3d on the input, or Linear
+    on the flattened input) over the set described by ``sup``; shapes exclude the batch axis."""
+    if isinstance(layer, nn.Linear):
+        A = layer.weight.reshape((layer.weight.shape[0],) + sup.shape)
+        return layer.bias + sup.min(A), layer.bias - sup.min(-A)
+    if not isinstance(layer, nn.Conv3d):
+        raise TypeError(f"the first affine layer must be Conv3d or Linear, got {type(layer).__name__}")
+    if isinstance(sup, BoxSupport):
+        lo, hi = interval(layer, sup.lo[None], sup.hi[None])
+        return lo[0], hi[0]
+    if not isinstance(sup.threat, (AnyFrames, AnyPatch)):  # a single box: interval arithmetic is exact
+        lo, hi = interval(layer, (sup.x0 + sup.dlo)[None], (sup.x0 + sup.dhi)[None])
+        return lo[0], hi[0]
+    v0 = layer(sup.x0[None])[0]
+    g_min, g_max = _window_gains(layer, sup)
+    return v0 + _best(g_min, layer, sup), v0 - _best(-g_max, layer, sup)
+
+
+def _window_gains(layer: nn.Conv3d, sup: ThreatSupport) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per neuron and receptive-field offset: the most the voxel can lower (<= 0) and raise (>= 0) z.
+
+    Shapes O x T' x H' x W' x kt x kh x kw; padded voxels are constants and gain 0.
+    """
+    kt, kh, kw = layer.kernel_size
+    pt, ph, pw = layer.padding
+    st, sh, sw = layer.stride
+
+    def windows(d):
+        d = F.pad(d, (pw, pw, ph, ph, pt, pt))
+        return d.unfold(1, kt, st).unfold(2, kh, sh).unfold(3, kw, sw)
+
+    lo_w, hi_w = windows(sup.dlo), windows(sup.dhi)
+    wp, wn = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
+    mix = lambda d, w: torch.einsum("cpqrabd,ocabd->opqrabd", d, w)  # noqa: E731
+    return mix(lo_w, wp) + mix(hi_w, wn), mix(hi_w, wp) + mix(lo_w, wn)
+
+
+def _best(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.Tensor:
+    """min over the attacker's choices of the summed gain g (<= 0), per neuron."""
+    if isinstance(sup.threat, AnyFrames):
+        per_frame = g.sum((-2, -1))
+        k = min(sup.threat.k, per_frame.shape[-1])
+        return torch.topk(per_frame, k, dim=-1, largest=False).values.sum(-1)
+    return _best_patch(g, layer, sup)
+
+
+def _best_patch(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.Tensor:
+    th = sup.threat
+    kernel, size = layer.kernel_size, (th.len, th.h, th.w)
+    grid = sup.x0.shape[1:]
+    steps = (1, th.stride, th.stride)  # allowed placement starts: every frame; rows/columns on the stride
+    prefix = prefix_sums(g)
+    out_shape = g.shape[1:4]
+    # window start of every output position along each axis, and which relative offsets are allowed
+    starts = [torch.arange(n, device=g.device) * s - p for n, s, p in zip(out_shape, layer.stride, layer.padding)]
+
+    def allowed(axis, r):
+        a = starts[axis] + r
+        return (a >= 0) & (a <= grid[axis] - size[axis]) & (a % steps[axis] == 0)
+
+    best = torch.zeros(g.shape[:4], dtype=g.dtype, device=g.device)
+    ranges = [range(-(s - 1), k) for s, k in zip(size, kernel)]
+    for rt, ry, rx in itertools.product(*ranges):
+        (a0, a1), (b0, b1), (c0, c1) = [(max(0, r), min(k, r + s)) for r, k, s in zip((rt, ry, rx), kernel, size)]
+        s = box_sum(prefix, a0, a1, b0, b1, c0, c1)
+        ok = allowed(0, rt)[:, None, None] & allowed(1, ry)[None, :, None] & allowed(2, rx)[None, None, :]
+        best = torch.minimum(best, torch.where(ok, s, torch.zeros_like(s)))
+    return best
+
+
+def attaining_point(layer: nn.Module, sup, index: tuple[int, ...], upper: bool = False) -> torch.Tensor:
+    """A point x of the set with z_index(x) equal to its lower (or upper) bound."""
+    x = torch.zeros(sup.shape, dtype=layer.weight.dtype, requires_grad=True)
+    z = layer(x[None] if isinstance(layer, nn.Conv3d) else x.reshape(1, -1))[0]
+    (w,) = torch.autograd.grad(z[index], x)
+    return sup.argmin(-w if upper else w).detach()
