@@ -43,7 +43,8 @@ class BoxSupport:
 
     def __init__(self, lo: torch.Tensor, hi: torch.Tensor):
         self.lo, self.hi = lo, hi
-        self.shape = tuple(lo.shape)
+        self.box_lo, self.box_hi = lo, hi
+        self.shape, self.dtype, self.device = tuple(lo.shape), lo.dtype, lo.device
         self.center, self.radius = (hi + lo) / 2, (hi - lo) / 2
 
     def min(self, A: torch.Tensor) -> torch.Tensor:
@@ -60,8 +61,9 @@ class ThreatSupport:
     def __init__(self, x0: np.ndarray, threat: Threat, domain=DEFAULT_DOMAIN, dtype=torch.float64, device=None):
         lo, hi = threat.interval(x0, domain)
         as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)  # noqa: E731
-        self.threat, self.shape = threat, tuple(np.shape(x0))
+        self.threat, self.shape, self.dtype, self.device = threat, tuple(np.shape(x0)), dtype, device
         self.x0 = as_t(x0)
+        self.box_lo, self.box_hi = (as_t(b) for b in threat.bounding_box(x0, domain))
         self.dlo, self.dhi = as_t(lo - x0), as_t(hi - x0)
         if isinstance(threat, AnyPatch):
             self.starts = torch.as_tensor(threat.placements(self.shape), device=device)

@@ -1,0 +1,12 @@
+"""stverify: exact and certified verification of 3D CNNs under spatio-temporal threat sets."""
+from .data import load_npz, load_sample
+from .network import Network
+from .network.load import load_network
+from .result import VerifyResult
+from .stbp_hybrid.certify import Certificate, certify
+from .threats import Threat, ThreatError, parse_threat
+from .verify import METHODS, verify
+
+__version__ = "0.1.0"
+__all__ = ["Certificate", "METHODS", "Network", "Threat", "ThreatError", "VerifyResult", "certify", "load_network",
+           "load_npz", "load_sample", "parse_threat", "verify"]

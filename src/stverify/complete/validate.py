@@ -1,0 +1,53 @@
+"""Replay of counterexamples: nothing is reported `falsified` unless this check passes.
+
+A candidate x1 for instance (x0, y, S) is accepted when
+  1. after snapping (clip to the per-voxel intervals, voxels moved by <= MEMBERSHIP_TOL reset to x0)
+     it lies in S(x0) (checked with ``Threat.contains`` at tolerance 1e-12), and
+  2. some class j != y beats y by more than REPLAY_MARGIN both in the float64 reference
+     (``Network.forward``, numpy) and in the float32 torch model.
+The snapped point is what gets reported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import tolerances
+from ..threats import DEFAULT_DOMAIN, Threat
+
+
+@dataclass
+class Replay:
+    ok: bool
+    point: np.ndarray
+    reason: str = ""
+    margin64: float = float("nan")  # min_j (logit_y - logit_j) in float64 (< 0: misclassified)
+    margin32: float = float("nan")
+
+
+def _margin(logits: np.ndarray, y: int) -> float:
+    return float(logits[y] - np.max(np.delete(logits, y)))
+
+
+def snap(x0: np.ndarray, x1: np.ndarray, threat: Threat, domain=DEFAULT_DOMAIN) -> np.ndarray:
+    lo, hi = threat.interval(x0, domain)
+    x = np.clip(np.asarray(x1, dtype=np.float64), lo, hi)
+    return np.where(np.abs(x - x0) <= tolerances.MEMBERSHIP_TOL, x0, x)
+
+
+def replay(net, x0: np.ndarray, y: int, threat: Threat, x1: np.ndarray, domain=DEFAULT_DOMAIN) -> Replay:
+    """Check a candidate counterexample (see the module docstring)."""
+    x0 = np.asarray(x0, dtype=np.float64)
+    if np.shape(x1) != x0.shape:
+        return Replay(False, np.asarray(x1), f"shape {np.shape(x1)} differs from the input's {x0.shape}")
+    p = snap(x0, x1, threat, domain)
+    if not threat.contains(x0, p, tol=1e-12, domain=domain):
+        return Replay(False, p, "the point is not in the threat set")
+    m64 = _margin(net.forward(p), y)
+    with torch.no_grad():
+        m32 = _margin(net.to_torch(torch.float32)(torch.as_tensor(p[None], dtype=torch.float32))[0].numpy().astype(np.float64), y)
+    ok = m64 < -tolerances.REPLAY_MARGIN and m32 < -tolerances.REPLAY_MARGIN
+    reason = "" if ok else f"not misclassified on replay (float64 margin {m64:.3g}, float32 margin {m32:.3g})"
+    return Replay(ok, p, reason, m64, m32)

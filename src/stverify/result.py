@@ -1,0 +1,48 @@
+"""The result of one verification, in the schema of ARCHITECTURE.md."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STATUSES = ("verified", "falsified", "unknown", "timeout", "error")
+
+
+@dataclass
+class VerifyResult:
+    status: str
+    method: str
+    time_s: float
+    margin_lb: float | None = None  # sound lower bound of min_j (logit_y - logit_j) over the set
+    counterexample: np.ndarray | None = None  # replayed, inside the set, misclassified
+    stats: dict = field(default_factory=dict)
+    message: str = ""
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if self.status == "falsified" and self.counterexample is None:
+            raise ValueError("a falsified result needs its counterexample")
+
+    def to_dict(self) -> dict:
+        def clean(v):
+            if isinstance(v, dict):
+                return {str(k): clean(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [clean(x) for x in v]
+            if isinstance(v, np.ndarray):
+                return clean(v.tolist())
+            if isinstance(v, (np.floating, float)):
+                v = float(v)
+                return v if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
+            if isinstance(v, np.integer):
+                return int(v)
+            return v
+
+        return clean({"status": self.status, "method": self.method, "time_s": self.time_s, "margin_lb": self.margin_lb,
+                      "counterexample": self.counterexample, "stats": self.stats, "message": self.message})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
