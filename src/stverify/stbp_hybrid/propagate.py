@@ -202,15 +202,13 @@ def _alpha_crown(layers, bounds: Bounds, sup, S, steps: int, lr: float) -> torch
     best = torch.full((m,), -math.inf, dtype=S.dtype, device=S.device)
     if not alphas:
         return best
-    opt = torch.optim.Adam(list(alphas.values()), lr=lr)
-    for _ in range(steps):
+    params = list(alphas.values())
+    for step in range(steps):
         lb = crown_lower(layers, bounds, sup, last, S, alphas)
         best = torch.maximum(best, lb.detach())
-        opt.zero_grad()
-        (-lb.sum()).backward()
-        opt.step()
-        with torch.no_grad():
-            for a in alphas.values():
-                a.clamp_(0.0, 1.0)
+        grads = torch.autograd.grad(lb.sum(), params)
+        with torch.no_grad():  # projected signed-gradient ascent with a decaying step
+            for a, g in zip(params, grads):
+                a.add_(lr * (0.9 ** step) * g.sign()).clamp_(0.0, 1.0)
     with torch.no_grad():
         return torch.maximum(best, crown_lower(layers, bounds, sup, last, S, alphas))
