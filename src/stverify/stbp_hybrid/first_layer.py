@@ -19,8 +19,6 @@ neuron, a member of the threat set at which the bound is attained.
 """
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -79,26 +77,22 @@ def _best(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.Tensor
 
 def _best_patch(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.Tensor:
     th = sup.threat
-    kernel, size = layer.kernel_size, (th.len, th.h, th.w)
+    size = (th.len, th.h, th.w)
     grid = sup.x0.shape[1:]
     steps = (1, th.stride, th.stride)  # allowed placement starts: every frame; rows/columns on the stride
-    prefix = prefix_sums(g)
-    out_shape = g.shape[1:4]
-    # window start of every output position along each axis, and which relative offsets are allowed
-    starts = [torch.arange(n, device=g.device) * s - p for n, s, p in zip(out_shape, layer.stride, layer.padding)]
-
-    def allowed(axis, r):
-        a = starts[axis] + r
-        return (a >= 0) & (a <= grid[axis] - size[axis]) & (a % steps[axis] == 0)
-
-    best = torch.zeros(g.shape[:4], dtype=g.dtype, device=g.device)
-    ranges = [range(-(s - 1), k) for s, k in zip(size, kernel)]
-    for rt, ry, rx in itertools.product(*ranges):
-        (a0, a1), (b0, b1), (c0, c1) = [(max(0, r), min(k, r + s)) for r, k, s in zip((rt, ry, rx), kernel, size)]
-        s = box_sum(prefix, a0, a1, b0, b1, c0, c1)
-        ok = allowed(0, rt)[:, None, None] & allowed(1, ry)[None, :, None] & allowed(2, rx)[None, None, :]
-        best = torch.minimum(best, torch.where(ok, s, torch.zeros_like(s)))
-    return best
+    dev = g.device
+    # relative offsets r of a placement's start from a field's start, per axis, that intersect the field
+    rel = [torch.arange(-(s - 1), k, device=dev) for s, k in zip(size, layer.kernel_size)]
+    # allowed[axis][position, r]: the absolute start is inside the input and on the stride
+    allowed = []
+    for axis, (n, st, pad) in enumerate(zip(g.shape[1:4], layer.stride, layer.padding)):
+        start = (torch.arange(n, device=dev) * st - pad)[:, None] + rel[axis][None, :]
+        allowed.append((start >= 0) & (start <= grid[axis] - size[axis]) & (start % steps[axis] == 0))
+    it, iy, ix = (a.reshape(-1) for a in torch.meshgrid(*(torch.arange(len(r), device=dev) for r in rel), indexing="ij"))
+    lo_hi = [((r[i]).clamp(min=0), (r[i] + s).clamp(max=k)) for r, i, s, k in zip(rel, (it, iy, ix), size, layer.kernel_size)]
+    sums = box_sum(prefix_sums(g), lo_hi[0][0], lo_hi[0][1], lo_hi[1][0], lo_hi[1][1], lo_hi[2][0], lo_hi[2][1])
+    ok = allowed[0][:, None, None, it] & allowed[1][None, :, None, iy] & allowed[2][None, None, :, ix]
+    return torch.where(ok, sums, torch.zeros_like(sums)).min(-1).values.clamp(max=0)
 
 
 def attaining_point(layer: nn.Module, sup, index: tuple[int, ...], upper: bool = False) -> torch.Tensor:

@@ -185,8 +185,9 @@ def margin_bounds(layers, bounds: Bounds, sup, S: torch.Tensor, relaxation: str 
     if relaxation == "ibp":
         return lb
     lb = torch.maximum(lb, crown_lower(layers, bounds, sup, last, S))
-    if relaxation == "alpha-crown":
-        lb = torch.maximum(lb, _alpha_crown(layers, bounds, sup, S, alpha_steps, alpha_lr))
+    open_rows = lb <= 0  # alpha-CROWN only works on margins CROWN has not already proven
+    if relaxation == "alpha-crown" and open_rows.any():
+        lb[open_rows] = torch.maximum(lb[open_rows], _alpha_crown(layers, bounds, sup, S[open_rows], alpha_steps, alpha_lr))
     return lb
 
 
