@@ -277,6 +277,9 @@ class AnyPatch(Threat):
     h: int = 1
     w: int = 1
     stride: int = 1
+    # optional sub-volume (t0, t1, y0, y1, x0, x1), ends exclusive, that every placement must lie in
+    # (used by branch-and-bound to split the placements; None: the whole input)
+    area: tuple[int, int, int, int, int, int] | None = None
     kind = "anypatch"
 
     def validate(self, shape):
@@ -288,15 +291,27 @@ class AnyPatch(Threat):
             raise ThreatError(f"anypatch: a {self.h}x{self.w} patch does not fit the {h}x{w} frame")
         if self.stride < 1:
             raise ThreatError(f"anypatch: stride must be >= 1, got {self.stride}")
+        if self.area is not None:
+            t0, t1, y0, y1, x0, x1 = self.area
+            if not (0 <= t0 and t0 + self.len <= t1 <= t and 0 <= y0 and y0 + self.h <= y1 <= h and 0 <= x0 and x0 + self.w <= x1 <= w):
+                raise ThreatError(f"anypatch: area {self.area} must lie in the input and hold at least one placement")
+
+    def bounds(self, shape) -> np.ndarray:
+        """Rows (lowest, highest) allowed start along t, y and x (a 3 x 2 array)."""
+        t, h, w = _grid(shape)
+        t0, t1, y0, y1, x0, x1 = self.area or (0, t, 0, h, 0, w)
+        return np.array([[t0, t1 - self.len], [y0, y1 - self.h], [x0, x1 - self.w]])
 
     def placements(self, shape) -> np.ndarray:
         """Window starts and patch corners, an array of rows (t0, y0, x0)."""
         self.validate(shape)
-        t, h, w = _grid(shape)
-        ts = np.arange(t - self.len + 1)
-        ys = np.arange(0, h - self.h + 1, self.stride)
-        xs = np.arange(0, w - self.w + 1, self.stride)
-        return np.stack(np.meshgrid(ts, ys, xs, indexing="ij"), axis=-1).reshape(-1, 3)
+        (ta, tb), (ya, yb), (xa, xb) = self.bounds(shape)
+        on_stride = lambda a, b: np.arange(-(-a // self.stride) * self.stride, b + 1, self.stride)  # noqa: E731
+        ts, ys, xs = np.arange(ta, tb + 1), on_stride(ya, yb), on_stride(xa, xb)
+        p = np.stack(np.meshgrid(ts, ys, xs, indexing="ij"), axis=-1).reshape(-1, 3)
+        if len(p) == 0:
+            raise ThreatError(f"anypatch: no placement on stride {self.stride} lies in area {self.area}")
+        return p
 
     def regions(self, shape):
         return [Region(tuple(range(t0, t0 + self.len)), slice(y0, y0 + self.h), slice(x0, x0 + self.w)) for t0, y0, x0 in self.placements(shape)]
@@ -312,11 +327,13 @@ class AnyPatch(Threat):
 
     def describe(self):
         s = f", stride {self.stride}" if self.stride != 1 else ""
-        return f"a {self.h}x{self.w} patch anywhere over any {self.len} consecutive frame(s){s}, eps={format_eps(self.eps)}"
+        a = f", inside {self.area}" if self.area is not None else ""
+        return f"a {self.h}x{self.w} patch anywhere over any {self.len} consecutive frame(s){s}{a}, eps={format_eps(self.eps)}"
 
     def spec(self):
         s = f",stride={self.stride}" if self.stride != 1 else ""
-        return f"anypatch:eps={format_eps(self.eps)},len={self.len},h={self.h},w={self.w}{s}"
+        a = ",area=" + "-".join(map(str, self.area)) if self.area is not None else ""
+        return f"anypatch:eps={format_eps(self.eps)},len={self.len},h={self.h},w={self.w}{s}{a}"
 
 
 def _frames_text(frames) -> str:
@@ -329,7 +346,7 @@ _KEYS = {
     "frames": ({"eps", "frames"}, set()),
     "anyframes": ({"eps", "k"}, set()),
     "patch": ({"eps", "t", "y", "x", "h", "w"}, set()),
-    "anypatch": ({"eps", "len", "h", "w"}, {"stride"}),
+    "anypatch": ({"eps", "len", "h", "w"}, {"stride", "area"}),
 }
 EXAMPLES = {
     "linf": "linf:eps=2/255",
@@ -415,4 +432,10 @@ def parse_threat(text: str) -> Threat:
         if fr != tuple(range(fr[0], fr[-1] + 1)):
             raise ThreatError(f"patch: t expects a range a-b of consecutive frames, found {kv['t']!r}")
         return Patch(eps, (fr[0], fr[-1]), ints["y"], ints["x"], ints["h"], ints["w"])
-    return AnyPatch(eps, ints["len"], ints["h"], ints["w"], ints.get("stride", 1))
+    area = None
+    if "area" in kv:
+        parts = kv["area"].split("-")
+        if len(parts) != 6:
+            raise ThreatError(f"anypatch: area expects t0-t1-y0-y1-x0-x1 (ends exclusive), found {kv['area']!r}")
+        area = tuple(_parse_int("area", v, kind) for v in parts)
+    return AnyPatch(eps, ints["len"], ints["h"], ints["w"], ints.get("stride", 1), area)

@@ -78,8 +78,8 @@ def _best(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.Tensor
 def _best_patch(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.Tensor:
     th = sup.threat
     size = (th.len, th.h, th.w)
-    grid = sup.x0.shape[1:]
-    steps = (1, th.stride, th.stride)  # allowed placement starts: every frame; rows/columns on the stride
+    first_last = th.bounds(tuple(sup.x0.shape))  # allowed starts per axis: every frame; rows/columns on the stride
+    steps = (1, th.stride, th.stride)
     dev = g.device
     # relative offsets r of a placement's start from a field's start, per axis, that intersect the field
     rel = [torch.arange(-(s - 1), k, device=dev) for s, k in zip(size, layer.kernel_size)]
@@ -87,7 +87,7 @@ def _best_patch(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.
     allowed = []
     for axis, (n, st, pad) in enumerate(zip(g.shape[1:4], layer.stride, layer.padding)):
         start = (torch.arange(n, device=dev) * st - pad)[:, None] + rel[axis][None, :]
-        allowed.append((start >= 0) & (start <= grid[axis] - size[axis]) & (start % steps[axis] == 0))
+        allowed.append((start >= int(first_last[axis, 0])) & (start <= int(first_last[axis, 1])) & (start % steps[axis] == 0))
     it, iy, ix = (a.reshape(-1) for a in torch.meshgrid(*(torch.arange(len(r), device=dev) for r in rel), indexing="ij"))
     lo_hi = [((r[i]).clamp(min=0), (r[i] + s).clamp(max=k)) for r, i, s, k in zip(rel, (it, iy, ix), size, layer.kernel_size)]
     sums = box_sum(prefix_sums(g), lo_hi[0][0], lo_hi[0][1], lo_hi[1][0], lo_hi[1][1], lo_hi[2][0], lo_hi[2][1])

@@ -136,10 +136,15 @@ def crown_layer_bounds(layers, bounds: Bounds, sup, j: int, shape) -> tuple[torc
     return lo.reshape(shape), hi.reshape(shape)
 
 
-def layer_bounds(layers, sup, relaxation: str = "crown") -> Bounds:
+def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = None) -> Bounds:
     """Bounds of every layer input over the set: the first affine layer exactly, the rest by
     IBP, and for inputs of nonlinear layers by CROWN too (intersected with IBP) unless
-    ``relaxation == "ibp"``."""
+    ``relaxation == "ibp"``.
+
+    ``splits`` (branch-and-bound) maps a ReLU's layer index to a tensor shaped like its input with
+    +1 (the sub-problem requires input >= 0), -1 (input <= 0) or 0 (free); the bounds of that input
+    are clipped accordingly, which is sound on the sub-problem.  A lower bound above an upper bound
+    then means the sub-problem is empty."""
     f = first_affine_index(layers)
     bounds: Bounds = [(sup.box_lo, sup.box_hi)]
     for i, layer in enumerate(layers):
@@ -151,6 +156,9 @@ def layer_bounds(layers, sup, relaxation: str = "crown") -> Bounds:
             if relaxation != "ibp" and i > f and feeds_nonlinear:
                 cl, ch = crown_layer_bounds(layers, bounds, sup, i, lo.shape)
                 lo, hi = torch.maximum(lo, cl), torch.minimum(hi, ch)
+        if splits is not None and i + 1 in splits:
+            lo = torch.where(splits[i + 1] > 0, lo.clamp(min=0), lo)
+            hi = torch.where(splits[i + 1] < 0, hi.clamp(max=0), hi)
         bounds.append((lo, hi))
     return bounds
 
