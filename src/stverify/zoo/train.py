@@ -1,0 +1,233 @@
+"""CPU training of the zoo models: standard (cross-entropy) or IBP-certified (Gowal et al., 2018).
+
+IBP training minimises ``kappa * CE(f(x), y) + (1 - kappa) * CE(z_worst, y)`` where ``z_worst``
+holds, over the L-inf box ``[max(0, x - eps), min(1, x + eps)]``, the interval lower bound of
+logit ``y`` and the interval upper bounds of the other logits.  ``eps`` ramps linearly from 0
+and ``kappa`` from 1 to ``kappa_end`` over the same steps; afterwards both stay fixed.
+
+CLI:  python -m stverify.zoo.train NAME [--method ibp] [--eps 2/255] [--epochs N] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..stbp_hybrid.intervals import interval_all
+from .architectures import ARCHITECTURES, build_torch, get_spec
+
+METHODS = ("standard", "ibp")
+N_CHECK = 100  # the manifest also records accuracies on the first N_CHECK test samples
+
+
+# --- bounds --------------------------------------------------------------------------------
+def linf_box(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The L-inf ball around ``x`` clipped to the data domain [0, 1]."""
+    return (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
+
+
+def logit_bounds(model: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IBP lower and upper bounds of the logits over the box [lo, hi] (batched, differentiable)."""
+    return interval_all(list(model.children()), lo, hi)[-1]
+
+
+def worst_case_logits(lb: torch.Tensor, ub: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Upper bounds for every logit except the true class ``y``, which gets its lower bound."""
+    return ub.scatter(1, y[:, None], lb.gather(1, y[:, None]))
+
+
+def certified(lb: torch.Tensor, ub: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """True where the lower bound of logit y exceeds the upper bound of every other logit."""
+    others = ub.scatter(1, y[:, None], -math.inf)
+    return lb.gather(1, y[:, None])[:, 0] > others.max(dim=1).values
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, X, y, eps: float, batch_size: int = 100) -> dict:
+    """Clean accuracy and IBP-certified accuracy (L-inf, radius ``eps``) of ``model`` on (X, y)."""
+    X = torch.as_tensor(X, dtype=torch.float32)
+    y = torch.as_tensor(y, dtype=torch.int64)
+    was_training = model.training
+    model.eval()
+    correct = cert = 0
+    for a in range(0, len(X), batch_size):
+        xb, yb = X[a:a + batch_size], y[a:a + batch_size]
+        correct += int((model(xb).argmax(1) == yb).sum())
+        cert += int(certified(*logit_bounds(model, *linf_box(xb, eps)), yb).sum())
+    model.train(was_training)
+    n = len(X)
+    return {"n": n, "clean_acc": correct / max(n, 1), "ibp_certified_acc": cert / max(n, 1)}
+
+
+# --- training ------------------------------------------------------------------------------
+def load_split(dataset: str, split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` samples (all when None) of a dataset split as float32 / int64 tensors."""
+    from ..data import ensure_dataset, load_npz
+
+    X, y = load_npz(ensure_dataset(dataset), split)
+    if n is not None:
+        X, y = X[:n], y[:n]
+    return torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y)
+
+
+def _ramp(step: int, start: float, length: float) -> float:
+    """0 before ``start``, then linear to 1 over ``length`` steps, then 1."""
+    if length <= 0:
+        return float(step >= start)
+    return min(max((step - start) / length, 0.0), 1.0)
+
+
+def train(name: str, method: str | None = None, eps: float | None = None, epochs: int | None = None,
+          seed: int = 0, threads: int = 2, lr: float | None = None, batch_size: int | None = None,
+          warmup: float | None = None, ramp: float | None = None, kappa_end: float | None = None,
+          n_train: int | None = None, n_test: int | None = None, log=None) -> tuple[nn.Module, dict]:
+    """Train zoo model ``name`` on its dataset's train split; return (model in eval mode, metrics).
+
+    Unset arguments take the model's recipe (``ARCHITECTURES[name].train``).  For ``ibp`` the
+    eps / kappa ramp starts after ``warmup`` and lasts ``ramp`` (fractions of all steps).
+    ``n_train`` / ``n_test`` restrict to the first samples of the splits (for quick checks).
+    Metrics: clean test accuracy and IBP-certified test accuracy at ``eps`` under L-inf.
+    """
+    spec = get_spec(name)
+    recipe = spec.train
+    method = method or recipe.get("method", "ibp")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    eps = float(recipe.get("eps", 2 / 255) if eps is None else eps)
+    epochs = int(recipe.get("epochs", 10) if epochs is None else epochs)
+    lr = float(recipe.get("lr", 3e-3) if lr is None else lr)
+    batch_size = int(recipe.get("batch_size", 50) if batch_size is None else batch_size)
+    warmup = float(recipe.get("warmup", 0.05) if warmup is None else warmup)
+    ramp = float(recipe.get("ramp", 0.4) if ramp is None else ramp)
+    kappa_end = float(recipe.get("kappa_end", 0.5) if kappa_end is None else kappa_end)
+    if eps < 0 or epochs < 1 or batch_size < 1:
+        raise ValueError(f"need eps >= 0, epochs >= 1, batch_size >= 1; got {eps}, {epochs}, {batch_size}")
+    log = log or (lambda msg: None)
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        Xtr, ytr = load_split(spec.dataset, "train", n_train)
+        Xte, yte = load_split(spec.dataset, "test", n_test)
+        torch.manual_seed(seed)
+        model = build_torch(name)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        steps_per_epoch = math.ceil(len(Xtr) / batch_size)
+        total = epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=lr * 0.05)
+        order = torch.Generator().manual_seed(seed)
+        t0, step = time.perf_counter(), 0
+        model.train()
+        for epoch in range(epochs):
+            perm = torch.randperm(len(Xtr), generator=order)
+            run_loss = 0.0
+            for a in range(0, len(Xtr), batch_size):
+                idx = perm[a:a + batch_size]
+                xb, yb = Xtr[idx], ytr[idx]
+                loss = F.cross_entropy(model(xb), yb)
+                if method == "ibp":
+                    frac = _ramp(step, warmup * total, ramp * total)
+                    kappa = 1.0 - (1.0 - kappa_end) * frac
+                    if frac > 0:
+                        z = worst_case_logits(*logit_bounds(model, *linf_box(xb, frac * eps)), yb)
+                        loss = kappa * loss + (1.0 - kappa) * F.cross_entropy(z, yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                run_loss += float(loss.detach()) * len(idx)
+            log(f"{name} epoch {epoch + 1}/{epochs}: loss {run_loss / len(Xtr):.4f}  ({time.perf_counter() - t0:.1f} s)")
+        train_time = time.perf_counter() - t0
+        model.eval()
+        test = evaluate(model, Xte, yte, eps)
+        check = evaluate(model, Xte[:N_CHECK], yte[:N_CHECK], eps)
+    finally:
+        torch.set_num_threads(old_threads)
+    metrics = {
+        "name": spec.name, "architecture": spec.arch, "dataset": spec.dataset,
+        "input_shape": list(spec.input_shape), "n_classes": spec.n_classes,
+        "method": method, "eps": eps, "eps_text": _eps_text(eps), "threat": f"linf:eps={_eps_text(eps)}",
+        "epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size,
+        "warmup": warmup, "ramp": ramp, "kappa_end": kappa_end, "threads": threads,
+        "n_train": len(Xtr), "n_test": test["n"],
+        "clean_test_acc": test["clean_acc"], "ibp_certified_acc": test["ibp_certified_acc"],
+        "check_first_n": check, "final_train_loss": run_loss / len(Xtr),
+        "train_time_s": round(train_time, 2), "torch_version": torch.__version__,
+    }
+    return model, metrics
+
+
+def _eps_text(eps: float) -> str:
+    n = eps * 255
+    return f"{round(n)}/255" if abs(n - round(n)) < 1e-9 else f"{eps:g}"
+
+
+# --- saving --------------------------------------------------------------------------------
+def save(model: nn.Module, metrics: dict, out: str | Path) -> Path:
+    """Write ``out/NAME.pt`` (the state_dict) and update the entry NAME in ``out/manifest.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{metrics['name']}.pt"
+    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, path)
+    mpath = out / "manifest.json"
+    manifest = json.loads(mpath.read_text()) if mpath.is_file() else {}
+    entry = dict(metrics, weights_file=path.name, size_bytes=path.stat().st_size,
+                 sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    manifest[metrics["name"]] = entry
+    mpath.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+    return path
+
+
+def _parse_eps(text: str) -> float:
+    from ..threats import parse_eps
+
+    v = parse_eps(text)
+    if math.isinf(v):
+        raise argparse.ArgumentTypeError("eps must be finite for training")
+    return v
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the training CLI (pass ``parser`` to fill a subcommand parser)."""
+    p = parser or argparse.ArgumentParser(prog="python -m stverify.zoo.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("name", choices=list(ARCHITECTURES), metavar="NAME", help=f"zoo model: {', '.join(ARCHITECTURES)}")
+    p.add_argument("--method", choices=METHODS, help="standard or ibp (default: the model's recipe)")
+    p.add_argument("--eps", type=_parse_eps, help="L-inf radius for IBP training and certification, e.g. 2/255")
+    p.add_argument("--epochs", type=int, help="number of epochs (default: the model's recipe)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and data order (default 0)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (cosine-annealed)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--warmup", type=float, help="IBP: fraction of steps of clean training before the ramp")
+    p.add_argument("--ramp", type=float, help="IBP: fraction of steps over which eps and kappa ramp")
+    p.add_argument("--kappa-end", type=float, help="IBP: final weight of the clean loss (default 0.5)")
+    p.add_argument("--out", default="zoo_weights", help="directory for NAME.pt and manifest.json (default ./zoo_weights)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
+    return p
+
+
+def main(argv=None) -> int:
+    """Train one model from the command line, save it, print its metrics as JSON."""
+    args = build_parser().parse_args(argv)
+    log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    model, metrics = train(args.name, method=args.method, eps=args.eps, epochs=args.epochs, seed=args.seed,
+                           threads=args.threads, lr=args.lr, batch_size=args.batch_size,
+                           warmup=args.warmup, ramp=args.ramp, kappa_end=args.kappa_end, log=log)
+    path = save(model, metrics, args.out)
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
