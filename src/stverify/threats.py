@@ -316,6 +316,18 @@ class AnyPatch(Threat):
     def regions(self, shape):
         return [Region(tuple(range(t0, t0 + self.len)), slice(y0, y0 + self.h), slice(x0, x0 + self.w)) for t0, y0, x0 in self.placements(shape)]
 
+    def perturbable(self, shape) -> np.ndarray:
+        """The placements are a product of per-axis starts, so their union is the product of the
+        per-axis unions of [start, start + size)."""
+        p = self.placements(shape)
+        axes = []
+        for axis, (n, size) in enumerate(zip(_grid(shape), (self.len, self.h, self.w))):
+            covered = np.zeros(n, dtype=bool)
+            for start in np.unique(p[:, axis]):
+                covered[start:start + size] = True
+            axes.append(covered)
+        return axes[0][:, None, None] & axes[1][None, :, None] & axes[2][None, None, :]
+
     def _covers(self, changed, shape):
         if not changed.any():
             return True

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..threats import AnyFrames, AnyPatch
 from .intervals import interval
-from .support import BoxSupport, ThreatSupport, box_sum, prefix_sums
+from .support import BoxSupport, ThreatSupport
 
 
 def first_layer_bounds(layer: nn.Module, sup) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,18 +81,23 @@ def _best_patch(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.
     first_last = th.bounds(tuple(sup.x0.shape))  # allowed starts per axis: every frame; rows/columns on the stride
     steps = (1, th.stride, th.stride)
     dev = g.device
-    # relative offsets r of a placement's start from a field's start, per axis, that intersect the field
-    rel = [torch.arange(-(s - 1), k, device=dev) for s, k in zip(size, layer.kernel_size)]
-    # allowed[axis][position, r]: the absolute start is inside the input and on the stride
-    allowed = []
-    for axis, (n, st, pad) in enumerate(zip(g.shape[1:4], layer.stride, layer.padding)):
-        start = (torch.arange(n, device=dev) * st - pad)[:, None] + rel[axis][None, :]
-        allowed.append((start >= int(first_last[axis, 0])) & (start <= int(first_last[axis, 1])) & (start % steps[axis] == 0))
-    it, iy, ix = (a.reshape(-1) for a in torch.meshgrid(*(torch.arange(len(r), device=dev) for r in rel), indexing="ij"))
-    lo_hi = [((r[i]).clamp(min=0), (r[i] + s).clamp(max=k)) for r, i, s, k in zip(rel, (it, iy, ix), size, layer.kernel_size)]
-    sums = box_sum(prefix_sums(g), lo_hi[0][0], lo_hi[0][1], lo_hi[1][0], lo_hi[1][1], lo_hi[2][0], lo_hi[2][1])
-    ok = allowed[0][:, None, None, it] & allowed[1][None, :, None, iy] & allowed[2][None, None, :, ix]
-    return torch.where(ok, sums, torch.zeros_like(sums)).min(-1).values.clamp(max=0)
+    indicators, allowed = [], []
+    for axis, (n, st, pad, k, s) in enumerate(zip(g.shape[1:4], layer.stride, layer.padding, layer.kernel_size, size)):
+        # offsets r of a placement's start from a field's start that intersect the field, and the
+        # intersection [max(0, r), min(k, r + s)) in field coordinates; offsets with the same
+        # intersection give the same sum, so they are grouped (allowed if any member is allowed)
+        rel = torch.arange(-(s - 1), k, device=dev)
+        span = torch.stack([rel.clamp(min=0), (rel + s).clamp(max=k)], 1)
+        uniq, group = torch.unique(span, dim=0, return_inverse=True)
+        d = torch.arange(k, device=dev)
+        indicators.append(((d[None] >= uniq[:, :1]) & (d[None] < uniq[:, 1:])).to(g.dtype))  # groups x k
+        start = (torch.arange(n, device=dev) * st - pad)[:, None] + rel[None, :]
+        ok = (start >= int(first_last[axis, 0])) & (start <= int(first_last[axis, 1])) & (start % steps[axis] == 0)
+        allowed.append(torch.zeros((n, len(uniq)), dtype=g.dtype, device=dev).index_add_(1, group, ok.to(g.dtype)) > 0)
+    # the sum of g over every intersection box, one axis at a time: o x T' x H' x W' x Gt x Gh x Gw
+    sums = torch.einsum("opqrabc,Aa,Bb,Cc->opqrABC", g, *indicators)
+    ok = allowed[0][:, None, None, :, None, None] & allowed[1][None, :, None, None, :, None] & allowed[2][None, None, :, None, None, :]
+    return torch.where(ok, sums, torch.zeros_like(sums)).flatten(-3).min(-1).values.clamp(max=0)
 
 
 def attaining_point(layer: nn.Module, sup, index: tuple[int, ...], upper: bool = False) -> torch.Tensor:

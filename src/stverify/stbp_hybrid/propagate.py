@@ -118,27 +118,28 @@ def crown_lower(layers, bounds: Bounds, sup, start: int, A: torch.Tensor, alphas
     return sup.min(A_in) + c
 
 
-def crown_layer_bounds(layers, bounds: Bounds, sup, j: int, shape) -> tuple[torch.Tensor, torch.Tensor]:
-    """CROWN bounds of every output (of shape ``shape``) of layers[j], in row chunks
-    (lower bounds with rows +I, upper bounds with rows -I)."""
-    shape = tuple(shape)
-    n = math.prod(shape)
+def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torch.Tensor, which: torch.Tensor):
+    """Tighten (lo, hi) of the outputs of layers[j] selected by the mask ``which`` with their CROWN
+    bounds (rows +e_n for lower, -e_n for upper bounds), in row chunks; the rest is kept."""
+    shape, n = tuple(lo.shape), lo.numel()
+    picked = which.reshape(-1).nonzero()[:, 0]
     width = max(math.prod(b[0].shape) for b in bounds[: j + 1])
     chunk = max(1, CHUNK_ELEMENTS // width // 2)
-    lo, hi = torch.empty(n, dtype=sup.dtype, device=sup.device), torch.empty(n, dtype=sup.dtype, device=sup.device)
-    for a in range(0, n, chunk):
-        b = min(n, a + chunk)
-        eye = torch.zeros((b - a, n), dtype=sup.dtype, device=sup.device)
-        eye[torch.arange(b - a), torch.arange(a, b)] = 1.0
-        rows = torch.cat([eye, -eye]).reshape((2 * (b - a),) + shape)
-        res = crown_lower(layers, bounds, sup, j, rows)
-        lo[a:b], hi[a:b] = res[: b - a], -res[b - a:]
+    lo, hi = lo.reshape(-1).clone(), hi.reshape(-1).clone()
+    for a in range(0, len(picked), chunk):
+        idx = picked[a:a + chunk]
+        eye = torch.zeros((len(idx), n), dtype=sup.dtype, device=sup.device)
+        eye[torch.arange(len(idx)), idx] = 1.0
+        res = crown_lower(layers, bounds, sup, j, torch.cat([eye, -eye]).reshape((2 * len(idx),) + shape))
+        lo[idx] = torch.maximum(lo[idx], res[: len(idx)])
+        hi[idx] = torch.minimum(hi[idx], -res[len(idx):])
     return lo.reshape(shape), hi.reshape(shape)
 
 
 def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = None) -> Bounds:
     """Bounds of every layer input over the set: the first affine layer exactly, the rest by
-    IBP, and for inputs of nonlinear layers by CROWN too (intersected with IBP) unless
+    IBP, and for inputs of nonlinear layers by CROWN too (intersected with IBP; for a ReLU only
+    where IBP leaves it unstable, since CROWN cannot change a stable phase) unless
     ``relaxation == "ibp"``.
 
     ``splits`` (branch-and-bound) maps a ReLU's layer index to a tensor shaped like its input with
@@ -152,10 +153,11 @@ def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = N
             lo, hi = first_layer_bounds(layer, sup)
         else:
             lo, hi = (t[0] for t in interval(layer, bounds[i][0][None], bounds[i][1][None]))
-            feeds_nonlinear = i + 1 < len(layers) and isinstance(layers[i + 1], NONLINEAR)
-            if relaxation != "ibp" and i > f and feeds_nonlinear:
-                cl, ch = crown_layer_bounds(layers, bounds, sup, i, lo.shape)
-                lo, hi = torch.maximum(lo, cl), torch.minimum(hi, ch)
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if relaxation != "ibp" and i > f and isinstance(nxt, NONLINEAR):
+                # a ReLU only needs better bounds where IBP leaves it unstable; a max-pool uses them all
+                which = (lo < 0) & (hi > 0) if isinstance(nxt, nn.ReLU) else torch.ones_like(lo, dtype=torch.bool)
+                lo, hi = crown_refine(layers, bounds, sup, i, lo, hi, which)
         if splits is not None and i + 1 in splits:
             lo = torch.where(splits[i + 1] > 0, lo.clamp(min=0), lo)
             hi = torch.where(splits[i + 1] < 0, hi.clamp(max=0), hi)

@@ -22,14 +22,21 @@ import torch
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Threat
 
 
+_CORNERS = [(dt, dy, dx, (-1) ** (3 - dt - dy - dx)) for dt in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+
+
 def box_sum(prefix: torch.Tensor, t0, t1, y0, y1, x0, x1) -> torch.Tensor:
     """Sum over [t0, t1) x [y0, y1) x [x0, x1) from zero-led 3D prefix sums (... x T+1 x H+1 x W+1).
 
-    The bounds may be ints or index tensors of one shape P (then the result is ... x P).
+    The bounds are index tensors of one shape P (the result is ... x P): inclusion-exclusion over
+    the eight corners, gathered in one indexing operation on the flattened prefix sums.
     """
-    p = prefix
-    return (p[..., t1, y1, x1] - p[..., t0, y1, x1] - p[..., t1, y0, x1] - p[..., t1, y1, x0]
-            + p[..., t0, y0, x1] + p[..., t0, y1, x0] + p[..., t1, y0, x0] - p[..., t0, y0, x0])
+    _, hp, wp = prefix.shape[-3:]
+    ts, ys, xs = (t0, t1), (y0, y1), (x0, x1)
+    flat = torch.stack([(ts[dt] * hp + ys[dy]) * wp + xs[dx] for dt, dy, dx, _ in _CORNERS])  # 8 x P
+    signs = torch.tensor([c[3] for c in _CORNERS], dtype=prefix.dtype, device=prefix.device)
+    corners = prefix.flatten(-3)[..., flat.reshape(-1)].unflatten(-1, flat.shape)  # ... x 8 x P
+    return torch.einsum("...cp,c->...p", corners, signs)
 
 
 def prefix_sums(g: torch.Tensor) -> torch.Tensor:
