@@ -27,3 +27,27 @@ def widen(lo, hi):
 def lower(lb):
     """Move a lower bound down by the float64 slack above."""
     return lb - (BOUND_SLACK_ABS + BOUND_SLACK_REL * abs(lb))
+
+
+# MILP / LP solver answers (SCIP, HiGHS, Gurobi) hold only up to the solvers' tolerances: rows may
+# be violated by ~1e-6 (feasibility), reduced costs by ~1e-7 (optimality), binaries may sit 1e-6
+# away from 0/1.  Feasibility slack only enlarges the set (the reported minimum can only drop),
+# but optimality slack can overstate a dual bound by roughly the tolerance times the size of the
+# terms summed in the objective.  So a margin counts as proven positive only when the solver's
+# dual bound exceeds MILP_VERIFY_MARGIN + MILP_VERIFY_MARGIN_REL * scale, where scale =
+# |c0| + sum_i |c_i| max(|lb_i|, |ub_i|) for the objective c0 + <c, x>; the same slack is taken off
+# every LP-tightened neuron bound.  This guards against solver round-off, not adversarial
+# numerics: exact rational checking is the SMT path's job.
+MILP_VERIFY_MARGIN = 1e-6
+MILP_VERIFY_MARGIN_REL = 1e-6
+
+# A solver point with margin < 0 that fails replay (tolerance-level violations) is searched for
+# again with logit_y - logit_j <= -delta, delta = MILP_RETRY_DELTA * 2^k for k < MILP_RETRIES, so a
+# point that replays must have a margin clearly below zero.
+MILP_RETRY_DELTA = 1e-4
+MILP_RETRIES = 4
+
+
+def solver_margin(scale: float) -> float:
+    """The slack a solver's bound must clear (see MILP_VERIFY_MARGIN above)."""
+    return MILP_VERIFY_MARGIN + MILP_VERIFY_MARGIN_REL * scale

@@ -1,0 +1,55 @@
+"""SCIP adapter (pyscipopt): one linear constraint per CSR row, sign stops via limits/primal and
+limits/dual ("solving stops if the primal / dual bound is at least as good as the value")."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from pyscipopt import Model
+from pyscipopt.scip import Expr, ExprCons, Term
+
+from . import SolveResult, finite_or_inf
+
+_STATUS = {"optimal": "optimal", "infeasible": "infeasible", "timelimit": "timeout",
+           "primallimit": "feasible", "duallimit": "bound_reached"}
+
+
+def _num(v: float):
+    return None if np.isinf(v) else float(v)  # pyscipopt: None = infinite
+
+
+def _expr(xs, cols, vals) -> Expr:
+    return Expr({Term(xs[c]): v for c, v in zip(cols.tolist(), vals.tolist())})
+
+
+def solve(model, objective, *, time_limit=None, threads=1, early_stop=None) -> SolveResult:
+    start = time.perf_counter()
+    m = Model()
+    m.hideOutput()
+    xs = [m.addVar(lb=_num(lo), ub=_num(hi), vtype="B" if b else "C")
+          for lo, hi, b in zip(model.lb.tolist(), model.ub.tolist(), model.is_binary.tolist())]
+    A, rlo, rhi = model.to_csr(), model.row_lo, model.row_hi
+    for r in range(A.shape[0]):
+        s, e = A.indptr[r], A.indptr[r + 1]
+        m.addCons(ExprCons(_expr(xs, A.indices[s:e], A.data[s:e]), lhs=_num(rlo[r]), rhs=_num(rhi[r])))
+    nz = np.flatnonzero(objective.coef)
+    m.setObjective(_expr(xs, nz, objective.coef[nz]) + objective.const, "minimize")
+    m.setParam("lp/threads", int(threads))
+    # The aggregation (c-MIR) separator took most of the root time on big-M ReLU models without
+    # paying off: off, the test instances solve about 5x and the zoo's hard instances 1.5x faster.
+    m.setParam("separating/aggregation/freq", -1)
+    if time_limit is not None:
+        m.setParam("limits/time", float(time_limit))
+    if early_stop is not None:
+        for name, v in zip(("limits/primal", "limits/dual"), early_stop):
+            if np.isfinite(v):
+                m.setParam(name, float(v))
+    build_s = time.perf_counter() - start
+    m.optimize()
+    status = _STATUS.get(m.getStatus(), "error")
+    sol = m.getBestSol() if m.getNSols() else None
+    x = None if sol is None else np.array([m.getSolVal(sol, v) for v in xs])
+    stats = {"solver": "scip", "raw_status": m.getStatus(), "nodes": int(m.getNNodes()),
+             "gap": finite_or_inf(m.getGap()), "build_s": build_s, "solve_s": time.perf_counter() - start - build_s}
+    bound = np.inf if status == "infeasible" else finite_or_inf(m.getDualbound())
+    return SolveResult(status, finite_or_inf(m.getPrimalbound()) if x is not None else np.inf, bound, x, stats)

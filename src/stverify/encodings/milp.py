@@ -1,0 +1,331 @@
+"""Network + threat set -> a solver-neutral MILP (MIPVerify-style per-layer encodings).
+
+Only entries that depend on perturbable voxels (``common.dependency_masks``) get a variable;
+every other entry is a constant, its clean activation at x0, folded into row right-hand sides.
+``vars[i]`` holds, per entry of the input of layer i, its variable index or -1 (constant).
+
+* Conv3d / Linear / AvgPool3d: z = W h + b as equalities ``z - W_var h_var = b + W_const h_const``,
+  z bounded by the given boxes; Flatten reshapes the index array.
+* ReLU on z in [l, u]: u <= 0 -> 0; l >= 0 -> y = z; else one binary a and
+  y >= z, y >= 0, y <= z - l (1 - a), y <= u a  (asymmetric big-M).
+* MaxPool3d: inputs with u_i < max_j l_j are never the maximum and are dropped; one survivor ->
+  y = x_i; else binaries a_i (sum a = 1), y >= x_i, y <= x_i + (u_max - l_i)(1 - a_i).
+* Threat set, x = x0 + d with d_v in [dlo_v, dhi_v] (the clipped interval minus x0): perturbed
+  voxels are variables bounded by that interval; ``anyframes`` adds a binary z_t per frame with
+  sum z <= k and dlo_v z_t <= x_v - x0_v <= dhi_v z_t; ``anypatch`` a binary b_p per placement with
+  sum b = 1 and dlo_v B_v <= x_v - x0_v <= dhi_v B_v, B_v = sum of b_p over placements covering v.
+The big-M constants come from ``bounds`` (``bounds[i]`` a box containing the input of layer i),
+which must be sound: the encoding is exact exactly when they are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Threat
+from .common import prepare
+
+
+class MILPModel:
+    """Variables lb <= x <= ub (some binary) and rows row_lo <= A x <= row_hi, built block-wise."""
+
+    def __init__(self):
+        self._lb, self._ub, self._coo, self._rlo, self._rhi = [], [], [], [], []
+        self.blocks: list[tuple[str, int, int, bool]] = []  # (name, first variable, stop, binary)
+        self.n_vars = self.n_rows = 0
+
+    def add_vars(self, lb, ub, binary: bool = False, name: str = "") -> np.ndarray:
+        """Add len(lb) variables; returns their indices."""
+        lb, ub = np.asarray(lb, dtype=np.float64).ravel(), np.asarray(ub, dtype=np.float64).ravel()
+        self._lb.append(lb)
+        self._ub.append(ub)
+        self.blocks.append((name, self.n_vars, self.n_vars + lb.size, binary))
+        self.n_vars += lb.size
+        return np.arange(self.n_vars - lb.size, self.n_vars)
+
+    def add_rows(self, rows, cols, vals, lo, hi) -> None:
+        """Add rows lo <= sum vals x[cols] <= hi from COO triples; ``rows`` numbers the new rows
+        0..n-1 and ``vals``, ``lo``, ``hi`` broadcast (scalars apply to every row)."""
+        rows, cols = np.asarray(rows, dtype=np.int64).ravel(), np.asarray(cols, dtype=np.int64).ravel()
+        n = int(rows.max()) + 1 if rows.size else 0
+        lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), (n,)).copy() for b in (lo, hi))
+        vals = np.broadcast_to(np.asarray(vals, dtype=np.float64), rows.shape).ravel()
+        self._coo.append((rows + self.n_rows, cols, vals))
+        self._rlo.append(lo)
+        self._rhi.append(hi)
+        self.n_rows += n
+
+    def add_row(self, cols, vals, lo=-np.inf, hi=np.inf) -> None:
+        self.add_rows(np.zeros(len(cols)), cols, vals, lo, hi)
+
+    def copy(self) -> "MILPModel":
+        m = MILPModel()
+        for k, v in vars(self).items():
+            setattr(m, k, list(v) if isinstance(v, list) else v)
+        return m
+
+    @staticmethod
+    def _cat(parts, dtype=np.float64) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    @property
+    def lb(self) -> np.ndarray:
+        return self._cat(self._lb)
+
+    @property
+    def ub(self) -> np.ndarray:
+        return self._cat(self._ub)
+
+    @property
+    def is_binary(self) -> np.ndarray:
+        return self._cat([np.full(b - a, binary) for _, a, b, binary in self.blocks], bool)
+
+    @property
+    def row_lo(self) -> np.ndarray:
+        return self._cat(self._rlo)
+
+    @property
+    def row_hi(self) -> np.ndarray:
+        return self._cat(self._rhi)
+
+    def to_csr(self) -> sp.csr_matrix:
+        """A (n_rows x n_vars); repeated entries are summed."""
+        r, c = (self._cat([t[k] for t in self._coo], np.int64) for k in (0, 1))
+        v = self._cat([t[2] for t in self._coo])
+        return sp.csr_matrix((v, (r, c)), shape=(self.n_rows, self.n_vars))
+
+    def n_binaries(self, kind: str = "") -> int:
+        """Number of binaries in blocks whose name contains ``kind``."""
+        return sum(b - a for name, a, b, binary in self.blocks if binary and kind in name)
+
+
+@dataclass
+class LinExpr:
+    """<coef, x> + const over the model's variables (coef dense, one entry per variable)."""
+
+    coef: np.ndarray
+    const: float = 0.0
+
+    def scale(self, lb: np.ndarray, ub: np.ndarray) -> float:
+        """|const| + sum |coef_i| max(|lb_i|, |ub_i|): the size of the terms the solver adds up."""
+        return float(abs(self.const) + np.abs(self.coef) @ np.maximum(np.abs(lb), np.abs(ub)))
+
+
+@dataclass
+class Encoding:
+    model: MILPModel
+    vars: list[np.ndarray]  # vars[i]: variable index per entry of the input of layer i, -1 = constant
+    clean: list[np.ndarray]  # clean activations: the values of the constant entries
+    logits: tuple[sp.csr_matrix, np.ndarray] | None  # (L, c): logits = L x + c; None for a prefix
+    stats: dict = field(default_factory=dict)
+
+    def objective(self, y: int, j: int) -> LinExpr:
+        """logit_y - logit_j."""
+        L, c = self.logits
+        return LinExpr(np.asarray((L[y] - L[j]).todense()).ravel(), float(c[y] - c[j]))
+
+    def point(self, x: np.ndarray) -> np.ndarray:
+        """The network input of a solution vector x."""
+        v, p = self.vars[0], self.clean[0].copy()
+        p[v >= 0] = x[v[v >= 0]]
+        return p
+
+
+def _windows(thw, kernel, stride, padding=(0, 0, 0)) -> np.ndarray:
+    """Flat index into T*H*W of every voxel of every window, -1 in the zero padding: P x K."""
+    idx = np.pad(np.arange(int(np.prod(thw))).reshape(thw), [(p, p) for p in padding], constant_values=-1)
+    win = sliding_window_view(idx, kernel)[:: stride[0], :: stride[1], :: stride[2]]
+    return win.reshape(-1, int(np.prod(kernel)))
+
+
+def _linear_map(layer, shape, sel: np.ndarray):
+    """The affine map of ``layer`` (input shape ``shape``) restricted to the flat outputs ``sel``:
+    entries (r, c, w) with r indexing ``sel`` and c the flat input, and the bias of each output."""
+    n = len(sel)
+    if isinstance(layer, Linear):
+        W = layer.weight[sel]
+        r, c = np.nonzero(W)
+        return r, c, W[r, c], layer.bias[sel]
+    thw = int(np.prod(shape[1:]))
+    if isinstance(layer, Conv3d):
+        win = _windows(shape[1:], layer.kernel, layer.stride, layer.padding)
+        o, p = np.divmod(sel, len(win))
+        w = layer.weight.reshape(layer.weight.shape[0], shape[0], -1)[o]  # n x C x K
+        cols = np.arange(shape[0])[None, :, None] * thw + win[p][:, None, :]
+        ok = (win[p][:, None, :] >= 0) & (w != 0)
+        r = np.broadcast_to(np.arange(n)[:, None, None], w.shape)
+        return r[ok], cols[ok], w[ok], layer.bias[o]
+    if isinstance(layer, AvgPool3d):
+        win = _windows(shape[1:], layer.kernel, layer.stride)
+        ch, p = np.divmod(sel, len(win))
+        k = win.shape[1]
+        return np.repeat(np.arange(n), k), (ch[:, None] * thw + win[p]).ravel(), np.full(n * k, 1.0 / k), np.zeros(n)
+    raise TypeError(f"{type(layer).__name__} is not affine")
+
+
+def _affine_terms(layer, shape, v: np.ndarray, const: np.ndarray, sel: np.ndarray):
+    """Variable terms (r, var, w) and constant part b + W_const h_const of the outputs ``sel``."""
+    r, c, w, b = _linear_map(layer, shape, sel)
+    vin, cin = v.ravel()[c], const.ravel()[c]
+    is_var = vin >= 0
+    rhs = b + np.bincount(r[~is_var], w[~is_var] * cin[~is_var], minlength=len(sel))
+    return r[is_var], vin[is_var], w[is_var], rhs
+
+
+class _Encoder:
+    def __init__(self, net: Network, x0: np.ndarray, threat: Threat, bounds, domain):
+        self.net, self.x0, self.threat, self.domain = net, np.asarray(x0, dtype=np.float64), threat, domain
+        self.bounds = bounds
+        prep = prepare(net, self.x0, threat)
+        self.clean, self.depends = prep.clean, prep.depends
+        self.m = MILPModel()
+        self.stats: dict = {"unstable_per_layer": {}, "big_m": []}
+
+    # --- threat set ----------------------------------------------------------------------
+    def threat_vars(self) -> np.ndarray:
+        lo, hi = self.threat.interval(self.x0, self.domain)
+        dep = self.depends[0]
+        v = np.full(self.x0.shape, -1, dtype=np.int64)
+        v[dep] = self.m.add_vars(lo[dep], hi[dep], name="input")
+        T, H, W = self.x0.shape[1:]
+        if isinstance(self.threat, AnyFrames):
+            z = self.m.add_vars(np.zeros(T), np.ones(T), True, "threat.frames")
+            self.m.add_row(z, 1.0, hi=self.threat.k)
+            voxel = np.arange(T * H * W)
+            self._choice_rows(v, lo, hi, z[voxel // (H * W)], voxel)
+        elif isinstance(self.threat, AnyPatch):
+            starts = self.threat.placements(self.x0.shape)
+            b = self.m.add_vars(np.zeros(len(starts)), np.ones(len(starts)), True, "threat.placements")
+            self.m.add_row(b, 1.0, 1.0, 1.0)
+            size = (self.threat.len, self.threat.h, self.threat.w)
+            off = np.stack(np.meshgrid(*map(np.arange, size), indexing="ij"), -1).reshape(-1, 3)
+            t, yy, xx = (starts[:, None, :] + off[None]).reshape(-1, 3).T
+            self._choice_rows(v, lo, hi, np.repeat(b, len(off)), (t * H + yy) * W + xx)
+        return v
+
+    def _choice_rows(self, v, lo, hi, binv: np.ndarray, voxel: np.ndarray) -> None:
+        """dlo_v B_v <= x_v - x0_v <= dhi_v B_v, where B_v sums the binaries ``binv[p]`` of the
+        pairs p with ``voxel[p]`` = v's flat (t, y, x) position, for every channel."""
+        C = v.shape[0]
+        vf, x0f = v.reshape(C, -1), self.x0.reshape(C, -1)
+        for d, is_lower in ((lo - self.x0, True), (hi - self.x0, False)):
+            df = d.reshape(C, -1)
+            need = (vf >= 0) & (df != 0)  # d = 0: the variable bound already pins x_v to x0_v
+            row = np.full(vf.shape, -1)
+            row[need] = np.arange(need.sum())
+            ch, p = np.nonzero(row[:, voxel] >= 0)
+            r = np.concatenate([row[need], row[ch, voxel[p]]])
+            c = np.concatenate([vf[need], binv[p]])
+            w = np.concatenate([np.ones(need.sum()), -df[ch, voxel[p]]])
+            self.m.add_rows(r, c, w, x0f[need] if is_lower else -np.inf, np.inf if is_lower else x0f[need])
+
+    # --- layers --------------------------------------------------------------------------
+    def affine(self, i: int, v: np.ndarray) -> np.ndarray:
+        sel = np.flatnonzero(self.depends[i + 1])
+        r, c, w, rhs = _affine_terms(self.net.layers[i], self.net.shapes[i], v, self.clean[i], sel)
+        has_var = np.zeros(len(sel), dtype=bool)
+        has_var[r] = True
+        out = np.full(self.net.shapes[i + 1], -1, dtype=np.int64)
+        lo, hi = (b.ravel()[sel[has_var]] for b in self.bounds[i + 1])
+        z = self.m.add_vars(lo, hi, name=f"layer{i}.affine")
+        out.ravel()[sel[has_var]] = z
+        row = np.cumsum(has_var) - 1  # row number of each selected output (those with variable terms)
+        k = np.arange(len(z))
+        self.m.add_rows(np.r_[k, row[r]], np.r_[z, c], np.r_[np.ones(len(z)), -w], rhs[has_var], rhs[has_var])
+        return out
+
+    def relu(self, i: int, v: np.ndarray) -> np.ndarray:
+        l, u = self.bounds[i]
+        out = np.where((v >= 0) & (l >= 0), v, -1)
+        unstable = (v >= 0) & (l < 0) & (u > 0)
+        x, lu, uu = v[unstable], l[unstable], u[unstable]
+        n = len(x)
+        y = self.m.add_vars(np.zeros(n), uu, name=f"layer{i}.relu")
+        a = self.m.add_vars(np.zeros(n), np.ones(n), True, f"layer{i}.relu.binary")
+        out[unstable] = y
+        k, one = np.arange(n), np.ones(n)
+        self.m.add_rows(np.r_[k, k], np.r_[y, x], np.r_[one, -one], 0.0, np.inf)  # y >= x
+        self.m.add_rows(np.r_[k, k, k], np.r_[y, x, a], np.r_[one, -one, -lu], -np.inf, -lu)  # y <= x - l(1-a)
+        self.m.add_rows(np.r_[k, k], np.r_[y, a], np.r_[one, -uu], -np.inf, 0.0)  # y <= u a
+        self.stats["unstable_per_layer"][i] = n
+        self.stats["big_m"].append((-lu, uu))
+        return out
+
+    def maxpool(self, i: int, v: np.ndarray) -> np.ndarray:
+        layer, shape = self.net.layers[i], self.net.shapes[i]
+        win = _windows(shape[1:], layer.kernel, layer.stride)
+        sel = np.flatnonzero(self.depends[i + 1])
+        ch, p = np.divmod(sel, len(win))
+        idx = ch[:, None] * int(np.prod(shape[1:])) + win[p]  # n x K flat inputs per window
+        l, u, vin, cin = (a.ravel()[idx] for a in (*self.bounds[i], v, self.clean[i]))
+        alive = u >= l.max(1, keepdims=True)
+        out = np.full(self.net.shapes[i + 1], -1, dtype=np.int64)
+        single = alive.sum(1) == 1
+        out.ravel()[sel[single]] = vin[single][alive[single]]
+        multi = ~single & np.any(alive & (vin >= 0), axis=1)  # several survivors, some variable
+        l, u, vin, cin, alive = l[multi], u[multi], vin[multi], cin[multi], alive[multi]
+        umax = np.where(alive, u, -np.inf).max(1)
+        y = self.m.add_vars(np.where(alive, l, -np.inf).max(1), umax, name=f"layer{i}.maxpool")
+        out.ravel()[sel[multi]] = y
+        w, j = np.nonzero(alive)  # one (window, input) pair per survivor
+        a = self.m.add_vars(np.zeros(len(w)), np.ones(len(w)), True, f"layer{i}.maxpool.binary")
+        self.m.add_rows(w, a, 1.0, 1.0, 1.0)  # sum_i a_i = 1
+        x, c, big = vin[w, j], cin[w, j], umax[w] - l[w, j]
+        isv, k, one = x >= 0, np.arange(len(w)), np.ones(len(w))
+        shift = np.where(isv, 0.0, c)  # a constant x_i moves to the right-hand side
+        kv, xv = k[isv], x[isv]
+        self.m.add_rows(np.r_[k, kv], np.r_[y[w], xv], np.r_[one, -one[isv]], shift, np.inf)  # y >= x_i
+        self.m.add_rows(np.r_[k, kv, k], np.r_[y[w], xv, a], np.r_[one, -one[isv], big],  # y <= x_i + M(1-a_i)
+                        -np.inf, big + shift)
+        return out
+
+    # --- whole network -------------------------------------------------------------------
+    def run(self, upto: int | None) -> Encoding:
+        layers = self.net.layers
+        n = len(layers) if upto is None else upto
+        vs = [self.threat_vars()]
+        logits = None
+        for i in range(n):
+            layer, v = layers[i], vs[-1]
+            if upto is None and i == len(layers) - 1 and isinstance(layer, (Conv3d, Linear, AvgPool3d)):
+                sel = np.arange(self.net.n_classes)
+                r, c, w, rhs = _affine_terms(layer, self.net.shapes[i], v, self.clean[i], sel)
+                logits = (sp.csr_matrix((w, (r, c)), shape=(len(sel), self.m.n_vars)), rhs)
+                break
+            if isinstance(layer, (Conv3d, Linear, AvgPool3d)):
+                vs.append(self.affine(i, v))
+            elif isinstance(layer, ReLU):
+                vs.append(self.relu(i, v))
+            elif isinstance(layer, MaxPool3d):
+                vs.append(self.maxpool(i, v))
+            elif isinstance(layer, Flatten):
+                vs.append(v.reshape(-1))
+            else:
+                raise TypeError(f"no MILP encoding for layer {i} ({type(layer).__name__})")
+        if upto is None and logits is None:  # the network ends in a non-affine layer
+            v = vs[-1]
+            r = np.flatnonzero(v >= 0)
+            logits = (sp.csr_matrix((np.ones(len(r)), (r, v[r])), shape=(len(v), self.m.n_vars)),
+                      np.where(v >= 0, 0.0, self.clean[len(layers)]))
+        return Encoding(self.m, vs, self.clean, logits, self._summary())
+
+    def _summary(self) -> dict:
+        m = self.m
+        neg, pos = (np.concatenate([np.zeros(0)] + [b[k] for b in self.stats["big_m"]]) for k in (0, 1))
+        stat = lambda a, f: float(f(a)) if a.size else 0.0  # noqa: E731
+        return {"n_vars": m.n_vars, "n_constraints": m.n_rows,
+                "n_binaries": {k: m.n_binaries(k) for k in ("relu", "maxpool", "threat")},
+                "unstable_per_layer": self.stats["unstable_per_layer"],
+                "big_m": {"mean_neg_l": stat(neg, np.mean), "max_neg_l": stat(neg, np.max),
+                          "mean_u": stat(pos, np.mean), "max_u": stat(pos, np.max)}}
+
+
+def encode(net: Network, x0: np.ndarray, threat: Threat, bounds, domain=DEFAULT_DOMAIN,
+           upto: int | None = None) -> Encoding:
+    """The MILP of the module docstring.  ``bounds[i]`` = (lo, hi) arrays containing the input of
+    layer i over the threat set.  ``upto=i`` encodes only layers 0..i-1 (no logits)."""
+    return _Encoder(net, x0, threat, bounds, domain).run(upto)

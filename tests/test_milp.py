@@ -1,0 +1,198 @@
+"""MILP path: encoding exactness, backend agreement, known answers, soundness, Gurobi licence.
+
+Every call passes ``attack=False`` so that the MILP itself, not the attack run before complete
+methods, has to find the counterexamples."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import stverify as sv
+from stverify.complete.lp_tighten import tighten
+from stverify.complete.validate import replay
+from stverify.encodings.backends import SolverError, solve
+from stverify.encodings.milp import LinExpr, MILPModel, encode
+from stverify.network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU
+from stverify.stbp_hybrid.certify import certify
+from stverify.threats import parse_threat
+
+SHAPE = (1, 3, 4, 4)
+THREATS = ["linf:eps={e}", "frames:eps={e},frames=1", "anyframes:k=1,eps={e}",
+           "patch:eps={e},t=0-1,y=1,x=1,h=2,w=2", "anypatch:eps={e},len=2,h=2,w=2"]
+ARCHS = ("relu", "maxpool", "avgpool")
+
+
+def _features(rng, arch):
+    layers = [Conv3d(rng.normal(size=(2, 1, 2, 3, 3)) * 0.6, rng.normal(size=2) * 0.1, padding=(0, 1, 1)), ReLU()]
+    layers += {"relu": [], "maxpool": [MaxPool3d((1, 2, 2))], "avgpool": [AvgPool3d((1, 2, 2))]}[arch]
+    layers.append(Flatten())
+    d = Network(layers, SHAPE).shapes[-1][0]
+    return layers + [Linear(rng.normal(size=(6, d)) * 0.5, rng.normal(size=6) * 0.2), ReLU()]
+
+
+@functools.lru_cache(maxsize=None)
+def instance(seed: int, arch: str):
+    """A random net with a conv + ReLU (+ pool) + linear + ReLU + linear, and a correctly classified input."""
+    rng = np.random.default_rng(seed)
+    net = Network(_features(rng, arch) + [Linear(rng.normal(size=(3, 6)), rng.normal(size=3) * 0.1)], SHAPE)
+    x = rng.uniform(0.1, 0.9, size=SHAPE)
+    return net, x, int(net.predict(x))
+
+
+@functools.lru_cache(maxsize=None)
+def milp(seed, arch, threat, solver="scip", bounds="stbp", optimal=False):
+    net, x, y = instance(seed, arch)
+    return sv.verify(net, x, y, threat, method="milp", solver=solver, bounds=bounds, optimal=optimal, timeout=60,
+                     attack=False)
+
+
+def gurobi_or_skip():
+    """Skip (with Gurobi's own error text) when gurobipy cannot run here."""
+    m = MILPModel()
+    m.add_vars([0.0], [1.0], binary=True)
+    try:
+        solve(m, LinExpr(np.ones(1)), "gurobi")
+    except SolverError as e:
+        pytest.skip(f"gurobipy cannot run: {e}")
+
+
+# seeds and radii picked so that STBP alone decides few cases and the MILP finds both verdicts
+CASES = [(seed, arch, t.format(e=eps)) for seed, arch, eps in ((3, "relu", 0.1), (5, "maxpool", 0.2),
+                                                               (6, "avgpool", 0.2)) for t in THREATS]
+
+
+@pytest.mark.parametrize("seed,arch,threat", CASES)
+def test_backends_agree_and_solutions_are_exact(seed, arch, threat):
+    """SCIP, HiGHS (and Gurobi) agree on the verdict and, to optimality, on the minimum margin; the
+    solver's optimal point lies in the set and its true margin equals the MILP optimum."""
+    net, x, y = instance(seed, arch)
+    solvers = ["scip", "highs"]
+    res = {s: milp(seed, arch, threat, s, optimal=True) for s in solvers}
+    if res["scip"].stats["n_vars"] < 2000 and res["scip"].stats["n_constraints"] < 2000:
+        gurobi_or_skip()
+        solvers.append("gurobi")
+        res["gurobi"] = milp(seed, arch, threat, "gurobi", optimal=True)
+    ref = res["scip"]
+    for s in solvers:
+        assert res[s].status == ref.status, (s, res[s].message)
+        assert res[s].margin_lb == pytest.approx(ref.margin_lb, abs=1e-4), s
+        assert milp(seed, arch, threat, s).status == ref.status  # early-stopping mode: same verdict
+    th = parse_threat(threat)
+    enc = encode(net, x, th, certify(net, x, y, th).bounds)
+    for j in (j for j in range(net.n_classes) if j != y):
+        r = solve(enc.model, enc.objective(y, j), "highs")
+        p = enc.point(r.x)
+        assert th.contains(x, p, tol=1e-6)
+        logits = net.forward(np.clip(p, *th.interval(x)))
+        assert logits[y] - logits[j] == pytest.approx(r.objective, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed,arch,threat", CASES)
+def test_sound_and_consistent(seed, arch, threat):
+    """STBP `verified` is never contradicted, every `falsified` replays inside the set, and the
+    naive, stbp and lp big-M give the same verdict."""
+    net, x, y = instance(seed, arch)
+    verdicts = {b: milp(seed, arch, threat, bounds=b) for b in ("naive", "stbp", "lp")}
+    assert len({r.status for r in verdicts.values()}) == 1, {b: (r.status, r.message) for b, r in verdicts.items()}
+    res = verdicts["stbp"]
+    assert res.status in ("verified", "falsified")
+    if sv.verify(net, x, y, threat, method="stbp").status == "verified":
+        assert res.status == "verified"
+    th = parse_threat(threat)
+    for r in verdicts.values():
+        if r.status == "falsified":
+            assert th.contains(x, r.counterexample, tol=1e-12)
+            assert replay(net, x, y, th, r.counterexample).ok
+            assert r.margin_lb < 0
+        else:
+            assert r.margin_lb > 0
+
+
+def _member_box_minimum(net, x, y, th):
+    """Brute force for a network without ReLU: min over member boxes of the analytic box minimum."""
+    eye = np.eye(int(np.prod(SHAPE))).reshape((-1,) + SHAPE)
+    zero = net.forward(np.zeros(SHAPE))
+    J = net.forward(eye) - zero  # rows: the logit change per unit of each input entry
+    best = np.inf
+    for lo, hi in th.member_boxes(x):
+        for j in range(net.n_classes):
+            if j != y:
+                w = J[:, y] - J[:, j]
+                best = min(best, zero[y] - zero[j] + np.sum(np.minimum(w * lo.ravel(), w * hi.ravel())))
+    return best
+
+
+@pytest.mark.parametrize("threat", [t.format(e=0.1) for t in THREATS])
+@pytest.mark.parametrize("solver", ["scip", "highs"])
+def test_linear_network_minimum_is_analytic(threat, solver):
+    rng = np.random.default_rng(7)
+    layers = [Conv3d(rng.normal(size=(2, 1, 2, 2, 2)), rng.normal(size=2), padding=(0, 1, 1)), AvgPool3d((1, 2, 2)),
+              Flatten()]
+    d = Network(layers, SHAPE).shapes[-1][0]
+    net = Network(layers + [Linear(rng.normal(size=(3, d)), rng.normal(size=3))], SHAPE)
+    x = rng.uniform(size=SHAPE)
+    y = int(net.predict(x))
+    res = sv.verify(net, x, y, threat, method="milp", solver=solver, optimal=True, attack=False)
+    assert res.status in ("verified", "falsified")
+    assert res.margin_lb == pytest.approx(_member_box_minimum(net, x, y, parse_threat(threat)), abs=1e-6)
+
+
+@pytest.mark.parametrize("threat", [t.format(e=0.2) for t in THREATS])
+def test_planted_counterexample_is_found(threat):
+    """Class 1 is planted to win at a point x1 of the set (by 0.5) while class 0 wins at x0."""
+    rng = np.random.default_rng(11)
+    th = parse_threat(threat)
+    feats = Network(_features(rng, "relu"), SHAPE)
+    x0 = rng.uniform(0.2, 0.8, size=SHAPE)
+    x1 = th.sample(x0, 1, rng)[0]
+    h0, h1 = feats.forward(x0), feats.forward(x1)
+    d = (h1 - h0) / np.sum((h1 - h0) ** 2)
+    W = np.zeros((3, len(h0)))
+    W[1] = d
+    net = Network(feats.layers + (Linear(W, [0.0, -d @ h0 - 0.5, -100.0]),), SHAPE)
+    res = sv.verify(net, x0, 0, th, method="milp", attack=False)
+    assert res.status == "falsified"
+    assert th.contains(x0, res.counterexample, tol=1e-12)
+    assert replay(net, x0, 0, th, res.counterexample).ok
+
+
+def test_lp_tightening_is_sound_and_tighter():
+    net, x, y = instance(1, "relu")
+    th = parse_threat("anyframes:k=1,eps=0.1")
+    base = certify(net, x, y, th).bounds
+    tight, stats = tighten(net, x, th, base)
+    assert stats["lps"] > 0 and stats["tightened"] > 0
+    acts = [np.stack(a) for a in zip(*(net.activations(p) for p in th.sample(x, 500, np.random.default_rng(0))))]
+    for (lo, hi), (blo, bhi), a in zip(tight, base, acts):
+        assert np.all(lo >= blo) and np.all(hi <= bhi)
+        assert np.all(a >= lo) and np.all(a <= hi)
+
+
+def test_encoding_variables_only_where_the_input_matters():
+    net, x, y = instance(1, "relu")
+    th = parse_threat("frames:eps=0.05,frames=0")
+    enc = encode(net, x, th, certify(net, x, y, th).bounds)
+    assert np.array_equal(enc.vars[0] >= 0, np.broadcast_to(th.perturbable(SHAPE)[None], SHAPE))
+    assert np.all(enc.vars[2][:, 1:] == -1)  # conv kernel spans frames t, t+1: outputs from frame 1 on are constant
+
+
+def test_gurobi_licence_limit_is_explained():
+    gurobi_or_skip()
+    m = MILPModel()
+    m.add_vars(np.zeros(2500), np.ones(2500))
+    try:
+        solve(m, LinExpr(np.ones(2500)), "gurobi")
+    except SolverError as e:
+        assert "size-limited" in str(e) and "--solver scip" in str(e)
+    else:
+        pytest.skip("this Gurobi licence is not size-limited")
+
+
+def test_unknown_solver_and_bounds_are_rejected():
+    net, x, y = instance(1, "relu")
+    with pytest.raises(ValueError, match="unknown solver"):
+        sv.verify(net, x, y, "linf:eps=0.01", method="milp", solver="cplex")
+    with pytest.raises(ValueError, match="unknown bound source"):
+        sv.verify(net, x, y, "linf:eps=0.01", method="milp", bounds="magic")
