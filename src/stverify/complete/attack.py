@@ -1,0 +1,119 @@
+"""Attacks projected exactly onto spatio-temporal threat sets: falsification only, never proofs.
+
+PGD minimises the margin m(x) = logit_y(x) - max_{j != y} logit_j(x) (untargeted) and, in other
+rows of the same batch, m_j(x) = logit_y(x) - logit_j(x) for every competitor j (targeted), by
+signed-gradient steps x <- clip_B(x - a sign(grad m)), a = 2.5 (hi - lo) / steps, from x0 and from
+random points of B.  A threat set is a union of boxes; the attack runs on a few member boxes B,
+clipping every voxel to its interval I_v (voxels outside the chosen regions stay at x0):
+  * linf, frames, patch: the one box;
+  * anyframes: all k-subsets of frames when C(T, k) <= 16, else all k-subsets of the m frames with
+    the highest saliency (m the largest with C(m, k) <= 16);
+  * anypatch: all placements when there are <= 64, else the 8 with the highest saliency.
+The saliency of a region is the first-order decrease of the margin it allows, summed over its
+voxels and channels: g_v (x0_v - lo_v) where g_v = dm/dx_v > 0, else -g_v (hi_v - x0_v), averaged
+over x0 and random points of the bounding box (box sums over all placements by prefix sums).
+Member boxes are attacked in order of saliency.  A point is returned only after
+``validate.replay`` accepts it (inside the set, misclassified in float64 and float32).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..stbp_hybrid.certify import torch_layers
+from ..stbp_hybrid.support import box_sum, prefix_sums
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Threat
+from .validate import replay
+
+EXHAUSTIVE_FRAME_SETS = 16
+EXHAUSTIVE_PLACEMENTS = 64
+TOP_PLACEMENTS = 8
+BATCH_ELEMENTS = 1 << 22  # PGD rows x input size per batch
+
+
+def _margins(logits: torch.Tensor, y: int, targets: torch.Tensor) -> torch.Tensor:
+    """Per row: logit_y - logit_target, or logit_y - max_{j != y} logit_j where target < 0."""
+    others = logits.clone()
+    others[:, y] = -math.inf
+    rival = torch.where(targets < 0, others.max(1).values, logits.gather(1, targets.clamp(min=0)[:, None])[:, 0])
+    return logits[:, y] - rival
+
+
+def saliency(model, x0: np.ndarray, y: int, lo: np.ndarray, hi: np.ndarray, rng, n_random: int = 2) -> np.ndarray:
+    """First-order margin decrease per (t, h, w) voxel (see the module docstring)."""
+    pts = np.stack([x0] + [rng.uniform(lo, hi) for _ in range(n_random)])
+    X = torch.tensor(pts, requires_grad=True)
+    m = _margins(model(X), y, torch.full((len(pts),), -1))
+    (g,) = torch.autograd.grad(m.sum(), X)
+    g = g.numpy()
+    return np.where(g > 0, g * (x0 - lo), -g * (hi - x0)).mean(0).sum(0)
+
+
+def member_masks(threat: Threat, shape, gain: np.ndarray) -> list[np.ndarray]:
+    """Masks over (T, H, W) of the member boxes to attack, highest saliency first."""
+    grid = tuple(shape[1:])
+    if isinstance(threat, AnyFrames):
+        score, k = gain.sum((1, 2)), threat.k
+        m = max(n for n in range(k, len(score) + 1) if n == k or math.comb(n, k) <= EXHAUSTIVE_FRAME_SETS)
+        picks = sorted(itertools.combinations(np.argsort(-score, kind="stable")[:m], k), key=lambda c: -score[list(c)].sum())
+        masks = []
+        for c in picks:
+            mask = np.zeros(grid, dtype=bool)
+            mask[list(c)] = True
+            masks.append(mask)
+        return masks
+    if isinstance(threat, AnyPatch):
+        p = threat.placements(shape)
+        t, yy, xx = (torch.as_tensor(c) for c in p.T)
+        score = box_sum(prefix_sums(torch.as_tensor(gain)), t, t + threat.len, yy, yy + threat.h, xx, xx + threat.w).numpy()
+        order = np.argsort(-score, kind="stable")[: len(p) if len(p) <= EXHAUSTIVE_PLACEMENTS else TOP_PLACEMENTS]
+        regions = threat.regions(shape)
+        return [regions[i].mask(grid) for i in order]
+    return [threat.perturbable(shape)]
+
+
+def attack(net, x0: np.ndarray, y: int, threat: Threat, steps: int = 20, restarts: int = 2,
+           rng: np.random.Generator | None = None, time_limit: float | None = 1.0,
+           domain=DEFAULT_DOMAIN) -> np.ndarray | None:
+    """A counterexample in S(x0) that ``replay`` accepts, or None (see the module docstring).
+
+    ``restarts`` starts per member box and objective: x0 and restarts - 1 random points."""
+    start = time.perf_counter()
+    deadline = math.inf if time_limit is None else start + time_limit
+    rng = rng or np.random.default_rng(0)
+    x0 = np.asarray(x0, dtype=np.float64)
+    model = nn.Sequential(*torch_layers(net))
+    lo, hi = threat.interval(x0, domain)
+    masks = member_masks(threat, x0.shape, saliency(model, x0, y, *threat.bounding_box(x0, domain), rng))
+    targets = torch.tensor([-1] + [j for j in range(net.n_classes) if j != y])
+    per_mask = restarts * len(targets)
+    chunk = max(1, BATCH_ELEMENTS // (per_mask * x0.size))
+    for a in range(0, len(masks), chunk):
+        keep = ~np.stack(masks[a:a + chunk])[:, None]  # mask x 1 x T x H x W
+        rows = lambda b: torch.as_tensor(b)[:, None, None].expand(-1, restarts, len(targets), *x0.shape).reshape(-1, *x0.shape)  # noqa: E731
+        L, U = rows(np.where(keep, x0, lo)), rows(np.where(keep, x0, hi))  # rows: (mask, restart, objective)
+        X = L + (U - L) * torch.as_tensor(rng.uniform(size=L.shape))
+        X.view(len(keep), restarts, len(targets), -1)[:, 0] = torch.as_tensor(x0.ravel())  # restart 0: from x0
+        tgt = targets.repeat(len(keep) * restarts)
+        step = 2.5 * (U - L) / steps
+        for s in range(steps + 1):
+            X.requires_grad_(True)
+            m = _margins(model(X), y, tgt)
+            best = int(torch.argmin(m))
+            if m[best] < 0:
+                rep = replay(net, x0, y, threat, X[best].detach().numpy(), domain)
+                if rep.ok:
+                    return rep.point
+            if s == steps or time.perf_counter() > deadline:
+                break
+            (g,) = torch.autograd.grad(m.sum(), X)
+            with torch.no_grad():
+                X = torch.minimum(torch.maximum(X - step * g.sign(), L), U)
+        if time.perf_counter() > deadline:
+            return None
+    return None

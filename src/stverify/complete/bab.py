@@ -1,0 +1,293 @@
+"""Branch-and-bound (method ``bab``): split the threat set and ReLU phases, bound every part by STBP.
+
+A node is a sub-problem (S', s): a sub-threat S' of S (a member box, or an anypatch restricted to
+an area) and ReLU phase constraints s (per ReLU layer: +1 input >= 0, -1 input <= 0, 0 free).  Its
+bound is STBP (``certify``: exact first layer, CROWN, exact concretisation over S') under s; per
+competitor j a node keeps the larger of its bound and its parent's (its set is a subset).
+Nodes are expanded best-first, lowest bound first:
+  * every margin bound > 0, or the sub-problem empty                       -> proven (pruned);
+  * few binaries left (unstable ReLUs + threat choices <= ``leaf_binaries``), or nothing left to
+    split                                                                  -> MILP on (S', s);
+  * else split the threat (anyframes with C(T, k) <= 64: one ``Frames`` child per k-subset;
+    anypatch: halve the area along the axis with most window starts), or, for a single box, the
+    unstable ReLU with the highest BaBSR-style score (Bunel et al., 2020): with A the CROWN
+    coefficient of the open margins on the ReLU's output and [l, u] its input bounds, the upper
+    relaxation costs the bound |min(A, 0)| u(-l)/(u - l), which the split removes (when every
+    such cost is 0, |A| min(u, -l) decides).
+A node with a new sub-threat and a negative bound is attacked briefly (within ``attack_share``
+of the time spent).  The MILP of a node is ``encodings.milp.encode`` over S' with the node's
+bounds, where a phase constraint clips the neuron's input bounds to [0, u] or [l, 0], so the
+encoding fixes its phase exactly.  Verified only when every leaf is proven (bound > 0, empty, or
+MILP verified); falsified only with a counterexample replayed on the original threat.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..encodings.backends import SolverError
+from ..encodings.milp import encode
+from ..result import VerifyResult
+from ..stbp_hybrid.certify import certify, torch_layers
+from ..stbp_hybrid.propagate import backward, relu_relaxation, spec_matrix
+from ..stbp_hybrid.support import ThreatSupport
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Frames, Threat
+from ..verify import register
+from .attack import attack
+from .milp_verify import decide
+from .validate import replay
+
+MAX_FRAME_CHILDREN = 64
+INACTIVE_SLACK = 1e-9  # see _BaB.milp_bounds
+
+
+@dataclass(order=True)
+class Node:
+    key: float  # the lowest margin bound: the queue's order
+    seq: int
+    threat: Threat = field(compare=False)
+    splits: dict = field(compare=False)  # ReLU layer index -> float tensor of +1 / -1 / 0, shaped like its input
+    depth: int = field(compare=False)
+    lb: np.ndarray = field(compare=False)  # per class j: lower bound of logit_y - logit_j (+inf at y)
+    bounds: list = field(compare=False)  # per layer input: (lo, hi) numpy boxes, phase constraints applied
+    new_threat: bool = field(compare=False)
+
+
+def threat_children(threat: Threat, shape) -> list[Threat]:
+    """A partition of the threat set into smaller threats ([] when it is one box, or too many)."""
+    if isinstance(threat, AnyFrames) and 1 < threat.n_members(shape) <= MAX_FRAME_CHILDREN:
+        return [Frames(threat.eps, c) for c in itertools.combinations(range(shape[1]), threat.k)]
+    if isinstance(threat, AnyPatch):
+        p = threat.placements(shape)
+        starts = [np.unique(p[:, a]) for a in range(3)]
+        axis = int(np.argmax([len(s) for s in starts]))
+        if len(starts[axis]) == 1:
+            return []
+        size = (threat.len, threat.h, threat.w)
+        halves = np.array_split(starts[axis], 2)
+        area = [(int(s[0]), int(s[-1]) + size[a]) for a, s in enumerate(starts)]
+        out = []
+        for half in halves:
+            area[axis] = (int(half[0]), int(half[-1]) + size[axis])
+            out.append(replace(threat, area=tuple(v for pair in area for v in pair)))
+        return out
+    return []
+
+
+def n_choice_binaries(threat: Threat, shape) -> int:
+    """Binaries the MILP spends on the threat's choice."""
+    if isinstance(threat, AnyFrames):
+        return shape[1] if threat.n_members(shape) > 1 else 0
+    if isinstance(threat, AnyPatch):
+        n = len(threat.placements(shape))
+        return n if n > 1 else 0
+    return 0
+
+
+def relu_scores(layers, bounds, S: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """Per ReLU layer the split score of every input neuron (0 for stable ones; module docstring),
+    and the input coefficients A_in of the CROWN lower bounds <A_in, x> + c of the rows of S."""
+    A, end, scores = S, len(layers), {}
+    for i in reversed([i for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)]):
+        A, _ = backward(layers[i + 1:end], bounds[i + 1:end], end - i - 2, A)  # coefficients on the ReLU's output
+        l, u = bounds[i]
+        unstable = (l < 0) & (u > 0)
+        cost = (A.clamp(max=0).abs() * relu_relaxation(l, u)[2]).sum(0)
+        scores[i] = torch.where(unstable, cost, 0.0), torch.where(unstable, A.abs().sum(0) * torch.minimum(u, -l), 0.0)
+        end = i + 1
+    A_in, _ = backward(layers[:end], bounds[:end], end - 1, A)
+    primary = any(bool(s[0].max() > 0) for s in scores.values())
+    return {i: s[0] if primary else s[1] for i, s in scores.items()}, A_in
+
+
+class _BaB:
+    def __init__(self, net, x, y, threat, deadline, domain, solver, leaf_binaries, attack_share):
+        self.net, self.x, self.y, self.threat, self.deadline, self.domain = net, x, y, threat, deadline, domain
+        self.solver, self.leaf_binaries, self.attack_share = solver, leaf_binaries, attack_share
+        self.layers = torch_layers(net)
+        self.relus = [i for i, layer in enumerate(self.layers) if isinstance(layer, nn.ReLU)]
+        self.others = [j for j in range(net.n_classes) if j != y]
+        self.clean = net.activations(x)
+        self.start = time.perf_counter()
+        self.seq = itertools.count()
+        self.stats = dict(nodes=0, pruned=0, empty=0, max_depth=0, threat_splits=0, relu_splits=0, milp_leaves=0,
+                          milp_verified=0, attacks=0, bound_s=0.0, milp_s=0.0, attack_s=0.0, branch_s=0.0)
+        self.proven_lb = math.inf  # min over proven leaves of their margin bound
+        self.open_lb = math.inf  # min over undecided leaves and open nodes of their margin bound
+
+    # --- bounding ------------------------------------------------------------------------
+    def bound(self, threat: Threat, splits: dict, depth: int, parent_lb: np.ndarray, new_threat: bool) -> Node | None:
+        """The bounded node, or None when it is proven (and counted)."""
+        t = time.perf_counter()
+        cert = certify(self.net, self.x, self.y, threat, "crown", "threat", self.domain, splits=splits or None)
+        self.stats["bound_s"] += time.perf_counter() - t
+        self.stats["nodes"] += 1
+        self.stats["max_depth"] = max(self.stats["max_depth"], depth)
+        lb = np.maximum(cert.margin_lb, parent_lb)
+        if cert.stats["empty"] or lb.min() > 0:
+            self.stats["empty" if cert.stats["empty"] else "pruned"] += 1
+            self.proven_lb = min(self.proven_lb, float(lb.min()))
+            return None
+        bounds = list(cert.bounds)
+        for i, s in splits.items():  # fix the phases exactly (``certify`` widens the clipped bounds by its slack)
+            s = s.numpy()
+            lo, hi = bounds[i]
+            bounds[i] = (np.where(s > 0, np.maximum(lo, 0.0), lo), np.where(s < 0, np.minimum(hi, 0.0), hi))
+        return Node(float(lb.min()), next(self.seq), threat, splits, depth, lb, bounds, new_threat)
+
+    def binaries(self, node: Node) -> int:
+        """Binaries of the node's MILP: unstable ReLUs and the threat's choice (max-pool ones aside)."""
+        unstable = sum(int(np.sum((node.bounds[i][0] < 0) & (node.bounds[i][1] > 0))) for i in self.relus)
+        return unstable + n_choice_binaries(node.threat, self.x.shape)
+
+    # --- falsification -------------------------------------------------------------------
+    def try_attack(self, node: Node) -> np.ndarray | None:
+        elapsed = time.perf_counter() - self.start
+        if not (node.new_threat and node.key < 0 and self.stats["attack_s"] <= self.attack_share * elapsed):
+            return None
+        t = time.perf_counter()
+        p = attack(self.net, self.x, self.y, node.threat, steps=10, restarts=1, time_limit=self.deadline - t, domain=self.domain)
+        self.stats["attacks"] += 1
+        self.stats["attack_s"] += time.perf_counter() - t
+        return p
+
+    def primal(self, node: Node, A_in: torch.Tensor) -> np.ndarray | None:
+        """The minimisers over the sub-threat of the margins' linear lower bounds, if one replays."""
+        sup = ThreatSupport(self.x, node.threat, self.domain)
+        pts = torch.stack([sup.argmin(a) for a in A_in]).numpy()
+        logits = self.net.forward(pts)
+        m = logits[:, self.y] - np.max(np.delete(logits, self.y, axis=1), axis=1)
+        rep = replay(self.net, self.x, self.y, self.threat, pts[int(np.argmin(m))], self.domain) if m.min() < 0 else None
+        return rep.point if rep is not None and rep.ok else None
+
+    # --- leaves --------------------------------------------------------------------------
+    def milp_bounds(self, node: Node) -> list:
+        """The node's bounds for ``encode``, which takes a ReLU with input bounds u <= 0 to be the
+        constant clean activation: exact when x0 is in the set, but not on a ReLU-split sub-problem
+        that excludes x0.  Where the clean input is > 0 such a ReLU gets u = INACTIVE_SLACK instead
+        (a binary; exact over the sub-problem enlarged by that slack)."""
+        bounds = list(node.bounds)
+        for i in self.relus:
+            lo, hi = bounds[i]
+            wrong = (hi <= 0) & (self.clean[i] > 0)
+            bounds[i] = (np.where(wrong, np.minimum(lo, -INACTIVE_SLACK), lo), np.where(wrong, INACTIVE_SLACK, hi))
+        return bounds
+
+    def milp(self, node: Node):
+        """('verified', bound) | ('falsified', point) | (status, message) for unknown / timeout."""
+        t = time.perf_counter()
+        self.stats["milp_leaves"] += 1
+        try:
+            enc = encode(self.net, self.x, node.threat, self.milp_bounds(node), self.domain)
+            best = float(np.min(node.lb[node.lb > 0], initial=math.inf))
+            for j in (int(j) for j in np.argsort(node.lb) if j != self.y and not node.lb[j] > 0):
+                o = decide(self.net, self.x, self.y, node.threat, enc, j, self.solver, self.deadline, domain=self.domain)
+                if o.status == "falsified":
+                    rep = replay(self.net, self.x, self.y, self.threat, o.point, self.domain)
+                    return ("falsified", rep.point) if rep.ok else ("unknown", f"a MILP leaf's point fails replay: {rep.reason}")
+                if o.status != "verified":
+                    return o.status, o.message or "a MILP leaf ran out of time"
+                best = min(best, max(o.bound, node.lb[j]))
+            self.stats["milp_verified"] += 1
+            return "verified", best
+        finally:
+            self.stats["milp_s"] += time.perf_counter() - t
+
+    # --- branching -----------------------------------------------------------------------
+    def relu_split(self, node: Node):
+        """('falsified', point) from the primal check, ('split', children), or None when no
+        unstable ReLU affects the open margins."""
+        bounds = [tuple(torch.as_tensor(b) for b in pair) for pair in node.bounds]
+        rows = spec_matrix(self.net.n_classes, self.y)[[k for k, j in enumerate(self.others) if not node.lb[j] > 0]]
+        with torch.no_grad():
+            scores, A_in = relu_scores(self.layers, bounds, rows)
+        point = self.primal(node, A_in)
+        if point is not None:
+            return "falsified", point
+        layer = max(scores, key=lambda i: float(scores[i].max()))
+        if not scores[layer].max() > 0:
+            return None
+        flat = int(torch.argmax(scores[layer]))
+        self.stats["relu_splits"] += 1
+        kids = []
+        for phase in (1.0, -1.0):
+            s = dict(node.splits)
+            s[layer] = s[layer].clone() if layer in s else torch.zeros(self.net.shapes[layer], dtype=torch.float64)
+            s[layer].view(-1)[flat] = phase
+            kids.append((node.threat, s, False))
+        return "split", kids
+
+    def branch(self, node: Node):
+        """('split', [(threat, splits, new threat?)]), ('falsified', point) or ('leaf', None)."""
+        if self.binaries(node) <= self.leaf_binaries:
+            return "leaf", None
+        subs = threat_children(node.threat, self.x.shape)
+        if subs:
+            self.stats["threat_splits"] += 1
+            return "split", [(t, node.splits, True) for t in subs]
+        return self.relu_split(node) or ("leaf", None)
+
+    # --- search --------------------------------------------------------------------------
+    def run(self) -> tuple[str, object, str]:
+        """(status, counterexample or None, message); sets ``open_lb`` to the lowest bound of the
+        parts left undecided."""
+        root = self.bound(self.threat, {}, 0, np.full(self.net.n_classes, -math.inf), False)
+        queue = [root] if root else []
+        undecided: list[str] = []
+        while queue:
+            if time.perf_counter() >= self.deadline:
+                self.open_lb = min(self.open_lb, queue[0].key)  # the heap's head has the lowest bound
+                return "timeout", None, f"time limit reached with {len(queue)} open node(s)"
+            node = heapq.heappop(queue)
+            p = self.try_attack(node)
+            if p is not None:
+                return "falsified", p, "found by an attack on a branch-and-bound node"
+            t = time.perf_counter()
+            kind, what = self.branch(node)
+            self.stats["branch_s"] += time.perf_counter() - t
+            if kind == "falsified":
+                return "falsified", what, "found at the minimiser of a node's linear bound"
+            if kind == "split":
+                for threat, splits, new in what:
+                    child = self.bound(threat, splits, node.depth + 1, node.lb, new)
+                    if child is not None:
+                        heapq.heappush(queue, child)
+                continue
+            status, what = self.milp(node)
+            if status == "verified":
+                self.proven_lb = min(self.proven_lb, what)
+            elif status == "falsified":
+                return "falsified", what, "found by the MILP on a branch-and-bound leaf"
+            else:
+                self.open_lb = min([self.open_lb, node.key] + [n.key for n in queue[:1] if status == "timeout"])
+                if status == "timeout":
+                    return "timeout", None, f"time limit reached in a MILP leaf ({len(queue)} other open node(s))"
+                undecided.append(what)
+        if undecided:
+            return "unknown", None, "; ".join(undecided[:3])
+        return "verified", None, ""
+
+
+@register("bab")
+def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_DOMAIN, solver: str = "scip",
+               leaf_binaries: int = 30, attack_share: float = 0.1, **_) -> VerifyResult:
+    """Complete verification by branch-and-bound (module docstring).  ``leaf_binaries``: nodes
+    with at most this many binaries go to the MILP; ``attack_share``: the share of the time that
+    node attacks may use."""
+    start = time.perf_counter()
+    deadline = start + (math.inf if timeout is None else timeout)
+    bab = _BaB(net, np.asarray(x, dtype=np.float64), int(y), threat, deadline, domain, solver, leaf_binaries, attack_share)
+    try:
+        status, point, msg = bab.run()
+    except SolverError as e:
+        return VerifyResult("error", "bab", time.perf_counter() - start, None, None, bab.stats, str(e))
+    margin = None if status == "falsified" else bab.proven_lb if status == "verified" else min(bab.proven_lb, bab.open_lb)
+    bab.stats.update(solver=solver, leaf_binaries=leaf_binaries)
+    return VerifyResult(status, "bab", time.perf_counter() - start, margin, point, bab.stats, msg)
