@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from stverify import zoo
+from stverify.bench.config import default_threat
 from stverify.data import ensure_dataset, load_npz
 from stverify.stbp_hybrid.certify import certify
 from stverify.threats import parse_threat
@@ -36,21 +37,6 @@ METHODS = {  # name -> (relaxation, concretisation)
 }
 KINDS = ("linf", "frames", "anyframes", "patch", "anypatch")
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def threat_spec(kind: str, eps_num: int, shape) -> str:
-    """The threat of each kind used for a model: patches of side max(3, H/4) over max(2, T/4) frames, centred."""
-    _, t, h, w = shape
-    side, span = max(3, h // 4), max(2, t // 4)
-    t0, y0 = (t - span) // 2, (h - side) // 2
-    eps = f"eps={eps_num}/255"
-    return {
-        "linf": f"linf:{eps}",
-        "frames": f"frames:{eps},frames={t // 2}",
-        "anyframes": f"anyframes:{eps},k=1",
-        "patch": f"patch:{eps},t={t0}-{t0 + span - 1},y={y0},x={y0},h={side},w={side}",
-        "anypatch": f"anypatch:{eps},len={span},h={side},w={side}",
-    }[kind]
 
 
 def run(args) -> list[dict]:
@@ -69,7 +55,7 @@ def run(args) -> list[dict]:
             X, Y = load_npz(ensure_dataset(zoo.ARCHITECTURES[name].dataset), "test")
             for kind in args.kinds:
                 for e in args.eps:
-                    spec = threat_spec(kind, e, net.input_shape)
+                    spec = default_threat(kind, f"{e}/255", net.input_shape)
                     threat = parse_threat(spec)
                     for i in range(args.n):
                         correct = int(net.predict(X[i])) == int(Y[i])

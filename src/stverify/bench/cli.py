@@ -1,0 +1,55 @@
+"""The ``bench`` and ``report`` sub-commands (registered by ``stverify.cli``)."""
+from __future__ import annotations
+
+from rich.console import Console
+
+
+def cmd_bench(args) -> int:
+    from .config import load_config
+    from .runner import run_bench
+
+    console = Console(stderr=True, soft_wrap=True)
+    try:
+        run_bench(load_config(args.config, args.data), args.out, args.workers, args.dask, args.resume, console)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted: finished results are in {args.out}/results.jsonl; "
+                      f"continue with: stverify bench {args.config} --out {args.out} --resume[/]")
+        return 130
+    console.print(f"tables and figures: stverify report {args.out}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    console = Console(stderr=True, soft_wrap=True)
+    found = write_report(args.dir)
+    console.print(f"{found['records']} results, {found['instances']} instances -> {args.dir}/report.md, summary.csv, "
+                  f"methods.csv, figures/ ({', '.join(p.name for p in found['figures'])})")
+    bad = found["violations"]
+    if bad:
+        console.print(f"[bold white on red] SOUNDNESS VIOLATIONS: {len(bad)} [/]")
+        for v in bad:
+            console.print(f"[red]{v['model']} {v['split']}#{v['index']} {v['threat']}: {v['why']}[/]", highlight=False)
+        return 1
+    console.print("[green]soundness: 0 violations[/]")
+    return 0
+
+
+def register(sub) -> None:
+    b = sub.add_parser("bench", help="run a benchmark config (resumable; local workers or a dask cluster)",
+                       description="Run every instance (model x input x threat x method) of a TOML config, each in its own "
+                                   "process killed at timeout + grace; results go to OUT/results.jsonl as they finish.")
+    b.add_argument("config", help="benchmark TOML (see stverify.bench.config)")
+    b.add_argument("--out", required=True, help="output directory")
+    b.add_argument("--workers", type=int, default=1, help="instances run at once on this machine (default 1)")
+    b.add_argument("--dask", metavar="ADDRESS", help="run on an existing dask.distributed scheduler, e.g. tcp://host:8786")
+    b.add_argument("--resume", action="store_true", help="continue a run in OUT, skipping finished instances")
+    b.add_argument("--data", metavar="NPZ",
+                   help="MedMNIST-format .npz replacing the data of every model whose input shape matches")
+    b.set_defaults(func=cmd_bench)
+    r = sub.add_parser("report", help="tables and figures of a benchmark run",
+                       description="Write DIR/report.md, summary.csv, methods.csv, violations.csv and DIR/figures/*.png; "
+                                   "exit status 1 if there are soundness violations.")
+    r.add_argument("dir", help="the --out directory of a bench run")
+    r.set_defaults(func=cmd_report)

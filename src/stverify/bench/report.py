@@ -1,0 +1,231 @@
+"""Tables of a run: per model x threat x method counts and times, per model x threat the verified
+fraction of every method, the exact robust accuracy, the completeness gap and the soundness check.
+
+An *instance* here is one input under one threat (model, split, index, threat); each method gives
+one result for it.  Soundness violation: an instance with a ``falsified`` result whose
+counterexample is missing or does not replay (``complete.validate.replay``), or with both a
+``verified`` and a ``falsified`` result.  Completeness gap: instances that every STBP variant
+left undecided and a complete method decided.
+"""
+from __future__ import annotations
+
+import csv
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from ..complete.validate import replay
+from ..data import load_sample
+from ..result import STATUSES
+from ..threats import KINDS, parse_eps, parse_threat
+from ..verify import COMPLETE as VERIFY_COMPLETE
+from .config import ModelSpec, data_path, load_config
+from .store import instance_key, read_results
+
+COMPLETE = VERIFY_COMPLETE | {"all"}  # verify() methods that decide every instance, given time ("all": their cross-check)
+STBP = frozenset({"stbp"})
+VIOLATION_FIELDS = ("model", "split", "index", "threat", "why")
+
+
+def is_complete(r: dict) -> bool:
+    return r["call"]["method"] in COMPLETE
+
+
+def latest(records: list[dict]) -> list[dict]:
+    """The last result of every instance key (a resumed run never repeats one, but be safe)."""
+    return list({instance_key(r): r for r in records}.values())
+
+
+@dataclass
+class Instance:
+    key: tuple  # (model, split, index, threat)
+    kind: str
+    eps: str
+    results: dict = field(default_factory=dict)  # method label -> record
+
+    def said(self, status: str, verifiers=None) -> list[str]:
+        """Labels of the methods (among the verify() methods ``verifiers``, default all) that answered ``status``."""
+        return [m for m, r in self.results.items()
+                if r["status"] == status and (verifiers is None or r["call"]["method"] in verifiers)]
+
+    def decided(self, verifiers) -> bool:
+        return bool(self.said("verified", verifiers) or self.said("falsified", verifiers))
+
+    def ran(self, verifiers) -> bool:
+        return any(r["call"]["method"] in verifiers for r in self.results.values())
+
+
+def instances(records: list[dict]) -> list[Instance]:
+    out: dict = {}
+    for r in records:
+        k = (r["model"], r["split"], r["index"], r["threat"])
+        out.setdefault(k, Instance(k, r["kind"], r["eps"])).results[r["method"]] = r
+    models, kinds = list(dict.fromkeys(k[0] for k in out)), list(KINDS)
+    return sorted(out.values(),
+                  key=lambda i: (models.index(i.key[0]), kinds.index(i.kind), parse_eps(i.eps), i.key[3], i.key[2]))
+
+
+class Replayer:
+    """Replays stored counterexamples on the float64 reference and the float32 model."""
+
+    def __init__(self, out: Path):
+        self.out, self.nets = Path(out), {}
+
+    def __call__(self, r: dict) -> str:
+        """'' when the counterexample of result r replays, else why not."""
+        if not r.get("counterexample"):
+            return "no counterexample stored"
+        path = self.out / r["counterexample"]
+        if not path.exists():
+            return f"{path} is missing"
+        spec = ModelSpec(r["model"], r.get("model_file"), r.get("arch"))
+        if spec not in self.nets:
+            self.nets[spec] = spec.load()
+        x, _ = load_sample(data_path(r["data"]), r["split"], r["index"])
+        rep = replay(self.nets[spec], x, r["label"], parse_threat(r["threat"]), np.load(path))
+        return "" if rep.ok else rep.reason
+
+
+def violations(insts: list[Instance], replayer) -> list[dict]:
+    out = []
+    for inst in insts:
+        fal, ver = inst.said("falsified"), inst.said("verified")
+        why = [f"{m}: falsified, but {reason}" for m in fal if (reason := replayer(inst.results[m]))]
+        if ver and fal:
+            why.append(f"{', '.join(ver)} say verified, {', '.join(fal)} say falsified")
+        if why:
+            out.append(dict(zip(VIOLATION_FIELDS, (*inst.key, "; ".join(why)))))
+    return out
+
+
+def method_stats(label: str, rs: list[dict]) -> dict:
+    """Counts by status and time of the results ``rs`` of one method."""
+    times = [r["time_s"] for r in rs]
+    return {"method": label, "complete": is_complete(rs[0]), "n": len(rs),
+            **{s: sum(r["status"] == s for r in rs) for s in STATUSES},
+            "median_s": round(statistics.median(times), 4), "mean_s": round(statistics.mean(times), 4)}
+
+
+def tables(insts: list[Instance], bad: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(summary rows per model x threat, method rows per model x threat x method)."""
+    labels = list(dict.fromkeys(m for i in insts for m in i.results))
+    bad_keys = {tuple(v[k] for k in VIOLATION_FIELDS[:4]) for v in bad}
+    groups: dict = {}
+    for inst in insts:
+        groups.setdefault((inst.key[0], inst.kind, inst.eps, inst.key[3]), []).append(inst)
+    summary, methods = [], []
+    for (model, kind, eps, threat), group in groups.items():
+        n = len(group)
+        ver = sum(bool(i.said("verified", COMPLETE)) for i in group)
+        fal = sum(bool(i.said("falsified")) for i in group)
+        gap = [i for i in group if i.ran(STBP) and not i.decided(STBP) and i.decided(COMPLETE)]
+        row = {"model": model, "kind": kind, "eps": eps, "threat": threat, "n": n}
+        for m in labels:
+            rs = [i.results[m] for i in group if m in i.results]
+            if not rs:
+                continue
+            row[m] = round(sum(r["status"] == "verified" for r in rs) / n, 4)
+            methods.append({"model": model, "kind": kind, "eps": eps, "threat": threat, **method_stats(m, rs)})
+        row.update(exact_robust_lo=round(ver / n, 4), exact_robust_hi=round(1 - fal / n, 4), undecided=n - ver - fal,
+                   stbp_gap=len(gap), stbp_gap_falsified=sum(bool(i.said("falsified", COMPLETE)) for i in gap),
+                   violations=sum(i.key in bad_keys for i in group))
+        summary.append(row)
+    return summary, methods
+
+
+def _write_csv(path: Path, rows: list[dict], cols=None) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, cols or list(dict.fromkeys(k for r in rows for k in r)), restval="")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _num(key: str, spec: str):
+    return lambda r: "-" if r.get(key) in (None, "") else format(r[key], spec)
+
+
+def _md(rows: list[dict], cols: dict) -> str:
+    """A markdown table; ``cols`` maps a header to a row key or a function of the row."""
+    cell = lambda r, f: f(r) if callable(f) else r[f]  # noqa: E731
+    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
+                     ["| " + " | ".join(str(cell(r, f)) for f in cols.values()) + " |" for r in rows])
+
+
+def markdown(records: list[dict], summary: list[dict], methods: list[dict], bad: list[dict]) -> str:
+    labels = list(dict.fromkeys(r["method"] for r in records))
+    star = {r["method"]: " *" if is_complete(r) else "" for r in records}
+    where = {"model": "model", "threat": lambda r: f"`{r['threat']}`", "n": "n"}
+    exact = lambda r: f"{r['exact_robust_lo']:.2f}" + (f"-{r['exact_robust_hi']:.2f}" if r["undecided"] else "")  # noqa: E731
+    head = _md(summary, {**where, **{m + star[m]: _num(m, ".2f") for m in labels}, "exact robust acc": exact,
+                         "undecided": "undecided", "soundness violations": "violations",
+                         "STBP gap (falsified)": lambda r: f"{r['stbp_gap']} ({r['stbp_gap_falsified']})"})
+    counts = {"method": lambda r: r["method"] + star[r["method"]], "n": "n", **{s: s for s in STATUSES},
+              "median s": _num("median_s", ".3f"), "mean s": _num("mean_s", ".3f")}
+    per = _md(methods, {**where, **counts})
+    overall = _md([method_stats(m, [r for r in records if r["method"] == m]) for m in labels], counts)
+    total = {k: sum(r[k] for r in summary) for k in ("n", "undecided", "stbp_gap", "stbp_gap_falsified", "violations")}
+    robust = round(sum(r["exact_robust_lo"] * r["n"] for r in summary))
+    if bad:
+        sound = (f"## SOUNDNESS VIOLATIONS: {len(bad)}\n\nSome method answered wrongly on these instances; "
+                 "no number below can be trusted until this is explained.\n\n" + _md(bad, {k: k for k in VIOLATION_FIELDS}))
+    else:
+        sound = ("## Soundness\n\n0 violations: no instance has both a verified and a falsified result, and every "
+                 "counterexample replays on the float64 reference and the float32 model.")
+    starts, ends = [r["started"] for r in records], [r["finished"] for r in records]
+    span = (datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))).total_seconds()
+    return f"""# Benchmark report
+
+{len(records)} results on {len({tuple(r[k] for k in VIOLATION_FIELDS[:4]) for r in records})} instances (input x threat);
+methods {', '.join(m + star[m] for m in labels)} (* complete); host(s) {', '.join(sorted({r['host'] for r in records}))};
+first start {min(starts)}, last finish {max(ends)} ({span:.0f} s; it includes any pause before a --resume).
+
+{sound}
+
+## Overall
+
+{total['n']} instances: {robust} verified by a complete method (exact robust accuracy {robust / total['n']:.3f}),
+{total['n'] - robust - total['undecided']} falsified, {total['undecided']} undecided; STBP gap {total['stbp_gap']}
+({total['stbp_gap_falsified']} falsified); soundness violations {total['violations']}.
+
+{overall}
+
+## Verified fraction per method, exact robust accuracy
+
+Method columns: instances verified / n (certified accuracy for an incomplete method; for a complete
+one, the exact robust accuracy as far as it decided). Exact robust acc: verified by a complete
+method / n; a range lo-hi while some instances are undecided (hi = 1 - falsified / n).
+STBP gap: instances that every STBP variant left undecided and a complete method decided
+(of them, falsified).
+
+{head}
+
+## Per method: counts and time
+
+{per}
+"""
+
+
+def write_report(out) -> dict:
+    """Write DIR/report.md, summary.csv, methods.csv, violations.csv and DIR/figures/; return what was found."""
+    from .plots import write_figures
+
+    out = Path(out)
+    records = latest(read_results(out / "results.jsonl"))
+    if not records:
+        raise ValueError(f"no results in {out / 'results.jsonl'}")
+    if (out / "config.toml").exists():  # tables and figures list the methods in the config's order
+        rank = {m.label: i for i, m in enumerate(load_config(out / "config.toml").methods)}
+        records.sort(key=lambda r: rank.get(r["method"], len(rank)))
+    insts = instances(records)
+    bad = violations(insts, Replayer(out))
+    summary, methods = tables(insts, bad)
+    _write_csv(out / "summary.csv", summary)
+    _write_csv(out / "methods.csv", methods)
+    _write_csv(out / "violations.csv", bad, VIOLATION_FIELDS)
+    figures = write_figures(records, summary, out / "figures")
+    (out / "report.md").write_text(markdown(records, summary, methods, bad) + "\n## Figures\n\n" +
+                                   "\n".join(f"![{p.stem}](figures/{p.name})" for p in figures) + "\n")
+    return {"records": len(records), "instances": len(insts), "violations": bad, "summary": summary, "figures": figures}

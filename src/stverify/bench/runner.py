@@ -1,0 +1,178 @@
+"""Run the instances of a config: each in its own process, killed at timeout + grace, on a local
+pool of N at a time or on a dask.distributed cluster; the driver appends every result as it comes.
+
+Instance processes are forked from a forkserver that has imported stverify once (``spawn`` where
+fork is unavailable), so a fresh process per instance costs milliseconds, not the seconds of
+importing torch.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import importlib
+import multiprocessing
+import signal
+import socket
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..result import STATUSES, VerifyResult
+from ..verify import verify
+from .config import Config, Task, expand
+from .store import Store
+
+STYLE = {"verified": "green", "falsified": "red", "unknown": "yellow", "timeout": "magenta", "error": "bold red"}
+_LIVE: set = set()  # instance processes running in this process (killed on Ctrl-C)
+_LIVE_LOCK = threading.Lock()
+
+
+@functools.cache
+def _context():
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _child(task: Task, net, conn) -> None:
+    """Instance process: verify and send back the VerifyResult (an ``error`` one if it raises)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it kills us
+    torch.set_num_threads(task.threads)
+    start = time.perf_counter()
+    try:
+        for module in task.plugins:
+            importlib.import_module(module)
+        res = verify(net, task.x, task.label, task.threat, method=task.call["method"], timeout=task.call["timeout"],
+                     **task.call["options"])
+    except Exception as e:  # noqa: BLE001 - any failure of one instance is its result
+        res = VerifyResult("error", task.call["method"], time.perf_counter() - start, None, None,
+                           {"traceback": traceback.format_exc(limit=-4)}, f"{type(e).__name__}: {e}")
+    conn.send(res)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def run_isolated(task: Task, net) -> tuple[dict, np.ndarray | None]:
+    """Run one instance in a fresh process with a hard kill at timeout + grace: (results line, counterexample)."""
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(task, net, send), daemon=True)
+    limit = task.call["timeout"] + task.grace
+    started = _now()
+    proc.start()  # returns once the process exists (the first call also waits for the forkserver)
+    t0 = time.perf_counter()
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    send.close()
+    res = None
+    try:
+        if recv.poll(limit):
+            res = recv.recv()
+    except EOFError:  # the process died without a result
+        pass
+    finally:
+        killed = res is None and proc.is_alive()
+        if not killed:
+            proc.join(1.0)
+        proc.kill()
+        proc.join()
+        recv.close()
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+    wall = time.perf_counter() - t0
+    if res is None:
+        msg = (f"killed after {wall:.1f} s: no result within timeout {task.call['timeout']:g} s + grace {task.grace:g} s"
+               if killed else f"the instance process died (exit code {proc.exitcode})")
+        res = VerifyResult("timeout" if killed else "error", task.call["method"], wall, message=msg)
+    out = res.to_dict()
+    out["verifier"] = out.pop("method")
+    out["counterexample"] = None
+    return ({**task.record(), **out, "host": socket.gethostname(), "pid": proc.pid, "started": started,
+             "finished": _now(), "wall_s": wall}, res.counterexample)
+
+
+def _kill_live() -> None:
+    with _LIVE_LOCK:
+        for proc in list(_LIVE):
+            proc.kill()
+
+
+@contextmanager
+def _local(workers: int, nets: dict):
+    pool = concurrent.futures.ThreadPoolExecutor(max(1, workers))
+    try:
+        yield (lambda t: pool.submit(run_isolated, t, nets[t.model])), concurrent.futures.as_completed
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _kill_live()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _daemonic() -> bool:
+    return multiprocessing.current_process().daemon
+
+
+@contextmanager
+def _dask(address: str, nets: dict):
+    from distributed import Client, as_completed
+
+    with Client(address) as client:
+        if any(client.run(_daemonic).values()):
+            raise ValueError(f"the dask workers at {address} are daemonic processes, which cannot start the per-instance "
+                             "process; start them with `dask worker ADDRESS --no-nanny` or with the environment "
+                             "variable DASK_DISTRIBUTED__WORKER__DAEMON=False")
+        scattered = {name: client.scatter(net, broadcast=True) for name, net in nets.items()}
+        yield (lambda t: client.submit(run_isolated, t, scattered[t.model], pure=False)), as_completed
+
+
+def _counts_text(counts: dict, short: bool = False) -> str:
+    return "  ".join(f"[{STYLE[s]}]{s[:4] if short else s} {counts[s]}[/]" for s in STATUSES)
+
+
+def run_bench(cfg: Config, out, workers: int = 1, dask: str | None = None, resume: bool = False,
+              console: Console | None = None) -> dict:
+    """Run every instance of ``cfg`` not yet in ``out``; return the counts by status of all results."""
+    console = console or Console(stderr=True, soft_wrap=True)
+    store = Store(out, resume)
+    copy = Path(out) / "config.toml"
+    if copy.exists() and copy.read_text() != cfg.text:
+        console.print(f"[yellow]note: the config differs from {copy}, the one this run started with; "
+                      "finished instances are still skipped[/]")
+    copy.write_text(cfg.text)
+    tasks, nets = expand(cfg)
+    todo = [t for t in tasks if t.key not in store.keys]
+    counts = dict.fromkeys(STATUSES, 0)
+    for r in store.records:
+        counts[r["status"]] += 1
+    console.print(f"{len(tasks)} runs (instance x method), {len(tasks) - len(todo)} already done; "
+                  f"{'dask ' + dask if dask else f'{workers} local worker(s)'}; results in {store.path}")
+    progress = Progress(TextColumn("bench"), BarColumn(bar_width=24), MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                        disable=not console.is_terminal)
+    bar = progress.add_task("bench", total=len(tasks), completed=len(tasks) - len(todo), counts=_counts_text(counts, True))
+    last_log = time.monotonic()
+    with progress, (_dask(dask, nets) if dask else _local(workers, nets)) as (submit, as_completed):
+        for fut in as_completed([submit(t) for t in todo]):
+            record, cex = fut.result()
+            store.append(record, cex)
+            counts[record["status"]] += 1
+            progress.update(bar, advance=1, counts=_counts_text(counts, True))
+            if not console.is_terminal and time.monotonic() - last_log > 30:
+                console.print(f"{sum(counts.values())}/{len(tasks)}  {_counts_text(counts)}", highlight=False)
+                last_log = time.monotonic()
+    console.print(f"done: {len(tasks)}/{len(tasks)}  {_counts_text(counts)}", highlight=False)
+    return counts
