@@ -52,7 +52,8 @@ def run_one(net, x, y, threat, bounds, solver, timeout) -> dict:
             "build_s", "solve_s")
     return {"status": r.status, "time_s": r.time_s, "margin_lb": r.margin_lb, **{k: s.get(k) for k in keep},
             "milp_competitors": len(s.get("competitors", {})),
-            "lp": {k: lp[k] for k in ("lps", "stabilised", "tightened", "time_s") if k in lp}, "message": r.message[:300]}
+            "lp": {k: lp[k] for k in ("lps", "stabilised", "tightened", "time_s") if k in lp},
+            "message": r.message[:300]}
 
 
 def write_line(f, row: dict) -> None:
@@ -66,6 +67,7 @@ def run(args) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {json.loads(line)["key"] for line in out.read_text().splitlines() if line.strip()} if out.exists() else set()
     start = time.perf_counter()
+    argv = " ".join(sys.argv[1:])
     with out.open("a") as f:
         for model in args.models:
             net, picked = samples(model, args.n)
@@ -80,29 +82,36 @@ def run(args) -> None:
                     print(f"budget of {args.budget_min} min used up; rerun to continue", file=sys.stderr)
                     return
                 row = {"key": key, "model": model, "index": index, "label": y, "kind": kind, "eps255": e,
-                       "threat": threat, "bounds": bounds, "solver": solver, "timeout": args.timeout,
+                       "threat": threat, "bounds": bounds, "solver": solver, "timeout": args.timeout, "argv": argv,
                        **run_one(net, x, y, threat, bounds, solver, args.timeout)}
                 write_line(f, row)
-                print(f"{key}: {row['status']} {row['time_s'] or 0:.2f}s bin={row.get('binaries')} nodes={row.get('nodes')}",
-                      file=sys.stderr, flush=True)
+                print(f"{key}: {row['status']} {row['time_s'] or 0:.2f}s binaries={row.get('binaries')} "
+                      f"nodes={row.get('nodes')}", file=sys.stderr, flush=True)
 
 
 def _median(v):
     return statistics.median(v) if v else float("nan")
 
 
-def summarise(rows: list[dict], timeout: float) -> str:
+def summarise(rows: list[dict]) -> str:
     """The markdown summary of every run in ``rows``."""
     by = defaultdict(list)
     for r in rows:
         by[(r["model"], r["bounds"], r["solver"])].append(r)
     models, kinds, eps, bounds_all, solvers = (list(dict.fromkeys(r[k] for r in rows))
                                                for k in ("model", "kind", "eps255", "bounds", "solver"))
+    recipes = zoo.manifest()
+    commands = "; ".join(f"`.venv/bin/python experiments/milp_bench.py {a}`"
+                         for a in dict.fromkeys(r["argv"] for r in rows))
+    timeouts = "/".join(f"{t:g}" for t in sorted({r["timeout"] for r in rows}))
+    trained = ", ".join(f"{m} ({recipes[m]['method']}, eps {recipes[m]['eps_text']})" if m in recipes else m
+                        for m in models)
     lines = ["# MILP benchmark: big-M from naive, stbp and lp bounds, SCIP and HiGHS", "",
-             f"Command: `{' '.join(['.venv/bin/python', 'experiments/milp_bench.py'] + sys.argv[1:])}`  ",
+             f"Produced by: {commands}  ",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), Python "
-             f"{platform.python_version()}; per-instance timeout {timeout:g} s, solver threads 1; attack off.  ",
-             "Instances: first N correctly classified test samples x 5 threat kinds x eps in {1,2,4,8,16}/255.", "",
+             f"{platform.python_version()}; per-instance timeout {timeouts} s, solver threads 1; attack off.  ",
+             "Instances: first N correctly classified test samples x 5 threat kinds x eps in {1,2,4,8,16}/255.  ",
+             f"Models (training of the shipped weights): {trained}.", "",
              "## Verdicts and cost", "",
              "| model | bounds | solver | runs | verified | falsified | unknown | timeout | error | MILP needed "
              "| median time (s) | max time (s) | mean binaries | total nodes |",
@@ -118,11 +127,14 @@ def summarise(rows: list[dict], timeout: float) -> str:
                      f"| {statistics.mean(bins) if bins else float('nan'):.1f} "
                      f"| {sum(r.get('nodes') or 0 for r in rs)} |")
     lines += ["", "## naive vs stbp big-M (same instance and solver)", "",
-              "Ratios are naive / stbp per instance; 'MILP needed' restricts to instances where the naive "
-              "certificate left some class to the MILP.", "",
+              "Ratios are naive / stbp per instance.  'MILP needed': instances where the naive certificate left "
+              "some class to the MILP.  Network binaries: ReLU + max-pool binaries (the threat's binaries are the "
+              "same for every source).  big-M: mean of -l and u over the unstable ReLUs.", "",
               "| model | solver | pairs | median time ratio | median time ratio, MILP needed (n) "
-              "| median binaries ratio (n) | total binaries naive / stbp |", "|---|---|---|---|---|---|---|"]
+              "| total network binaries naive / stbp | median big-M ratio (n) |", "|---|---|---|---|---|---|---|"]
     idx = {(r["model"], r["index"], r["threat"], r["bounds"], r["solver"]): r for r in rows}
+    net_bin = lambda r: sum((r.get("n_binaries") or {}).get(k, 0) for k in ("relu", "maxpool"))  # noqa: E731
+    big_m = lambda r: (lambda m: (m["mean_neg_l"] + m["mean_u"]) / 2 if m else 0.0)(r.get("big_m"))  # noqa: E731
     for model in models:
         for solver in solvers:
             pairs = [(r, idx.get((model, r["index"], r["threat"], "stbp", solver))) for r in rows
@@ -132,10 +144,10 @@ def summarise(rows: list[dict], timeout: float) -> str:
                 continue
             t = [a["time_s"] / b["time_s"] for a, b in pairs]
             tm = [a["time_s"] / b["time_s"] for a, b in pairs if a.get("milp_competitors")]
-            br = [a["binaries"] / b["binaries"] for a, b in pairs if a.get("binaries") and b.get("binaries")]
-            sa, sb = (sum(p[k].get("binaries") or 0 for p in pairs) for k in (0, 1))
+            sa, sb = (sum(net_bin(p[k]) for p in pairs) for k in (0, 1))
+            bm = [big_m(a) / big_m(b) for a, b in pairs if big_m(a) > 0 and big_m(b) > 0]
             lines.append(f"| {model} | {solver} | {len(pairs)} | {_median(t):.2f} | {_median(tm):.2f} ({len(tm)}) "
-                         f"| {_median(br):.2f} ({len(br)}) | {sa} / {sb} = {sa / max(sb, 1):.2f} |")
+                         f"| {sa} / {sb} = {sa / max(sb, 1):.2f} | {_median(bm):.2f} ({len(bm)}) |")
     lines += ["", "## Verdict per threat kind and eps (stbp big-M, SCIP): v verified, f falsified, ? other", "",
               "| model | kind | " + " | ".join(f"{e}/255" for e in eps) + " |",
               "|---|---|" + "---|" * len(eps)]
@@ -184,7 +196,7 @@ def main(argv=None) -> None:
     if not args.summary_only:
         run(args)
     rows = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
-    md = summarise(rows, args.timeout)
+    md = summarise(rows)
     Path(args.md).write_text(md)
     print(md)
 

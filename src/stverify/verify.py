@@ -81,8 +81,9 @@ def verify(net, x: np.ndarray, y: int, threat: Threat | str, method: str = "stbp
     if method in COMPLETE and attack:
         point = run_attack(net, x, int(y), threat, time_limit=min(ATTACK_BUDGET_S, (timeout or math.inf) / 10), domain=domain)
         if point is not None:
-            return VerifyResult("falsified", method, time.perf_counter() - start, replay(net, x, y, threat, point, domain).margin64,
-                                point, {"found_by": "attack", "threat": threat.spec()}, "found by the attack before the complete search")
+            margin = replay(net, x, y, threat, point, domain).margin64
+            return VerifyResult("falsified", method, time.perf_counter() - start, margin, point,
+                                {"found_by": "attack", "threat": threat.spec()}, "found by the attack before the complete search")
         timeout = None if timeout is None else max(timeout - (time.perf_counter() - start), 0.0)
     res = METHODS[method](net, x, int(y), threat, timeout=timeout, domain=domain, **options)
     res.time_s = time.perf_counter() - start

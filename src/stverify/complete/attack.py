@@ -2,9 +2,10 @@
 
 PGD minimises the margin m(x) = logit_y(x) - max_{j != y} logit_j(x) (untargeted) and, in other
 rows of the same batch, m_j(x) = logit_y(x) - logit_j(x) for every competitor j (targeted), by
-signed-gradient steps x <- clip_B(x - a sign(grad m)), a = 2.5 (hi - lo) / steps, from x0 and from
-random points of B.  A threat set is a union of boxes; the attack runs on a few member boxes B,
-clipping every voxel to its interval I_v (voxels outside the chosen regions stay at x0):
+signed-gradient steps x <- clip_B(x - a_s sign(grad m)) with a linearly decaying step
+a_s = 5 (hi - lo) (1 - s / steps) / steps, from x0 and from random points of B.  A threat set is
+a union of boxes; the attack runs on a few member boxes B, clipping every voxel to its interval
+I_v (voxels outside the chosen regions stay at x0):
   * linf, frames, patch: the one box;
   * anyframes: all k-subsets of frames when C(T, k) <= 16, else all k-subsets of the m frames with
     the highest saliency (m the largest with C(m, k) <= 16);
@@ -58,15 +59,11 @@ def member_masks(threat: Threat, shape, gain: np.ndarray) -> list[np.ndarray]:
     """Masks over (T, H, W) of the member boxes to attack, highest saliency first."""
     grid = tuple(shape[1:])
     if isinstance(threat, AnyFrames):
-        score, k = gain.sum((1, 2)), threat.k
-        m = max(n for n in range(k, len(score) + 1) if n == k or math.comb(n, k) <= EXHAUSTIVE_FRAME_SETS)
+        score, k, m = gain.sum((1, 2)), threat.k, threat.k
+        while m < len(score) and math.comb(m + 1, k) <= EXHAUSTIVE_FRAME_SETS:
+            m += 1
         picks = sorted(itertools.combinations(np.argsort(-score, kind="stable")[:m], k), key=lambda c: -score[list(c)].sum())
-        masks = []
-        for c in picks:
-            mask = np.zeros(grid, dtype=bool)
-            mask[list(c)] = True
-            masks.append(mask)
-        return masks
+        return [np.broadcast_to(np.isin(np.arange(grid[0]), c)[:, None, None], grid) for c in picks]
     if isinstance(threat, AnyPatch):
         p = threat.placements(shape)
         t, yy, xx = (torch.as_tensor(c) for c in p.T)
@@ -77,7 +74,7 @@ def member_masks(threat: Threat, shape, gain: np.ndarray) -> list[np.ndarray]:
     return [threat.perturbable(shape)]
 
 
-def attack(net, x0: np.ndarray, y: int, threat: Threat, steps: int = 20, restarts: int = 2,
+def attack(net, x0: np.ndarray, y: int, threat: Threat, steps: int = 20, restarts: int = 4,
            rng: np.random.Generator | None = None, time_limit: float | None = 1.0,
            domain=DEFAULT_DOMAIN) -> np.ndarray | None:
     """A counterexample in S(x0) that ``replay`` accepts, or None (see the module docstring).
@@ -95,12 +92,12 @@ def attack(net, x0: np.ndarray, y: int, threat: Threat, steps: int = 20, restart
     chunk = max(1, BATCH_ELEMENTS // (per_mask * x0.size))
     for a in range(0, len(masks), chunk):
         keep = ~np.stack(masks[a:a + chunk])[:, None]  # mask x 1 x T x H x W
-        rows = lambda b: torch.as_tensor(b)[:, None, None].expand(-1, restarts, len(targets), *x0.shape).reshape(-1, *x0.shape)  # noqa: E731
-        L, U = rows(np.where(keep, x0, lo)), rows(np.where(keep, x0, hi))  # rows: (mask, restart, objective)
+        L, U = (torch.as_tensor(np.where(keep, x0, b))[:, None, None].expand(-1, restarts, len(targets), *x0.shape)
+                .reshape(-1, *x0.shape) for b in (lo, hi))  # rows: (mask, restart, objective)
         X = L + (U - L) * torch.as_tensor(rng.uniform(size=L.shape))
         X.view(len(keep), restarts, len(targets), -1)[:, 0] = torch.as_tensor(x0.ravel())  # restart 0: from x0
         tgt = targets.repeat(len(keep) * restarts)
-        step = 2.5 * (U - L) / steps
+        step = 5 * (U - L) / steps
         for s in range(steps + 1):
             X.requires_grad_(True)
             m = _margins(model(X), y, tgt)
@@ -113,7 +110,7 @@ def attack(net, x0: np.ndarray, y: int, threat: Threat, steps: int = 20, restart
                 break
             (g,) = torch.autograd.grad(m.sum(), X)
             with torch.no_grad():
-                X = torch.minimum(torch.maximum(X - step * g.sign(), L), U)
+                X = torch.minimum(torch.maximum(X - step * (1 - s / steps) * g.sign(), L), U)
         if time.perf_counter() > deadline:
-            return None
+            break
     return None

@@ -6,19 +6,21 @@ bound is STBP (``certify``: exact first layer, CROWN, exact concretisation over 
 competitor j a node keeps the larger of its bound and its parent's (its set is a subset).
 Nodes are expanded best-first, lowest bound first:
   * every margin bound > 0, or the sub-problem empty                       -> proven (pruned);
-  * few binaries left (unstable ReLUs + threat choices <= ``leaf_binaries``), or nothing left to
-    split                                                                  -> MILP on (S', s);
+  * at most ``leaf_binaries`` binaries (unstable ReLUs + threat choices)   -> MILP on (S', s);
   * else split the threat (anyframes with C(T, k) <= 64: one ``Frames`` child per k-subset;
     anypatch: halve the area along the axis with most window starts), or, for a single box, the
     unstable ReLU with the highest BaBSR-style score (Bunel et al., 2020): with A the CROWN
     coefficient of the open margins on the ReLU's output and [l, u] its input bounds, the upper
     relaxation costs the bound |min(A, 0)| u(-l)/(u - l), which the split removes (when every
-    such cost is 0, |A| min(u, -l) decides).
-A node with a new sub-threat and a negative bound is attacked briefly (within ``attack_share``
-of the time spent).  The MILP of a node is ``encodings.milp.encode`` over S' with the node's
-bounds, where a phase constraint clips the neuron's input bounds to [0, u] or [l, 0], so the
-encoding fixes its phase exactly.  Verified only when every leaf is proven (bound > 0, empty, or
-MILP verified); falsified only with a counterexample replayed on the original threat.
+    such cost is 0, |A| min(u, -l) decides); with no unstable ReLU left that A reaches, the MILP.
+Falsification: a node with a new sub-threat and a negative bound is attacked briefly (within
+``attack_share`` of the time spent); before a ReLU split, the minimisers over S' of the margins'
+linear lower bounds (a by-product of the scores) are evaluated.  The MILP of a node is
+``encodings.milp.encode`` over S' with the node's bounds, where a phase constraint clips the
+neuron's input bounds to [0, u] or [l, 0], so the encoding fixes its phase exactly (see
+``_BaB.milp_bounds`` for sub-problems that exclude x0).  Verified only when every leaf is proven
+(bound > 0, empty, or MILP verified); falsified only with a counterexample replayed on the
+original threat; otherwise timeout / unknown, with margin_lb the lowest bound left open.
 """
 from __future__ import annotations
 
@@ -189,6 +191,8 @@ class _BaB:
             best = float(np.min(node.lb[node.lb > 0], initial=math.inf))
             for j in (int(j) for j in np.argsort(node.lb) if j != self.y and not node.lb[j] > 0):
                 o = decide(self.net, self.x, self.y, node.threat, enc, j, self.solver, self.deadline, domain=self.domain)
+                if node.splits and o.stats.get("solves", [{}])[0].get("status") == "infeasible":
+                    break  # ``decide`` assumes x0 feasible; a ReLU-split sub-problem may exclude it and be empty
                 if o.status == "falsified":
                     rep = replay(self.net, self.x, self.y, self.threat, o.point, self.domain)
                     return ("falsified", rep.point) if rep.ok else ("unknown", f"a MILP leaf's point fails replay: {rep.reason}")

@@ -42,8 +42,8 @@ COMPLETE = ("eps-milp", "milp", "bab")
 
 @dataclass
 class RadiusResult:
-    lower: float  # robust for every eps < lower ... (and at lower itself when it came from a proof)
-    upper: float  # a counterexample exists at eps = upper (or upper = eps_max)
+    lower: float  # robust for every eps <= lower (up to the solver's tolerances where the MILP set it)
+    upper: float  # a replayed counterexample exists at eps = upper, unless upper = eps_max
     exact: bool  # upper - lower <= tol
     tol: float
     history: list[dict] = field(default_factory=list)  # {t, lower, upper, by}: the anytime trace
@@ -95,7 +95,8 @@ class _Search:
         for _ in range(max_calls):
             if self.done() or eps - lo <= self.tol:
                 break
-            p = attack(self.net, self.x, self.y, self.threat.with_eps(eps), time_limit=min(0.5, max(self.left(), 0)), domain=self.domain)
+            p = attack(self.net, self.x, self.y, self.threat.with_eps(eps), time_limit=min(0.5, max(self.left(), 0)),
+                       domain=self.domain)
             if p is not None:
                 self.improve("attack", cex=p)
             else:
@@ -106,7 +107,8 @@ class _Search:
         """Bisection on [lower, upper] with a complete method (stops at its first undecided answer)."""
         while not self.done():
             mid = (self.lower + self.upper) / 2
-            res = verify(self.net, self.x, self.y, self.threat.with_eps(mid), method=method, timeout=self.left(), domain=self.domain)
+            res = verify(self.net, self.x, self.y, self.threat.with_eps(mid), method=method, timeout=self.left(),
+                         domain=self.domain)
             if res.status == "verified":
                 self.improve(method, lower=mid)
             elif res.status == "falsified":

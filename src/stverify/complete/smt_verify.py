@@ -20,6 +20,7 @@ import multiprocessing as mp
 import time
 
 import numpy as np
+import z3
 
 from ..encodings import smt
 from ..result import VerifyResult
@@ -34,7 +35,7 @@ Z3_EARLY_S, Z3_EARLY_FRAC = 0.2, 0.05
 
 def _child(query, timeout, conn):
     try:
-        conn.send(smt.solve(query, timeout))
+        conn.send(smt.solve(query, timeout, report=lambda stats: conn.send({"status": "encoded", "stats": stats})))
     except Exception as e:  # noqa: BLE001 - reported to the parent as an error
         conn.send({"status": "error", "reason": f"{type(e).__name__}: {e}"})
     finally:
@@ -42,22 +43,28 @@ def _child(query, timeout, conn):
 
 
 def run_query(query: smt.Query, timeout: float | None) -> dict:
-    """``smt.solve`` in a child process killed after ``timeout`` seconds (status ``killed``).
+    """``smt.solve`` in a child process killed after ``timeout`` seconds (status ``killed``, with
+    the encoding's statistics if it got that far).
 
     A daemonic process cannot have children; there the query runs in-process with z3's own
     timeout only (``hard_limit`` False)."""
     z3_timeout = None if timeout is None else max(0.05, timeout - max(Z3_EARLY_S, Z3_EARLY_FRAC * timeout))
     if mp.current_process().daemon:
         return {**smt.solve(query, z3_timeout), "hard_limit": False}
+    deadline = None if timeout is None else time.perf_counter() + timeout
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(query, z3_timeout, send), daemon=True)
     proc.start()
     send.close()
+    msg = {"status": "killed", "reason": f"no answer after {timeout} s"}
     try:
-        if recv.poll(timeout):
-            return {**recv.recv(), "hard_limit": True}
-        return {"status": "killed", "reason": f"no answer after {timeout:g} s", "hard_limit": True}
+        while recv.poll(None if deadline is None else max(deadline - time.perf_counter(), 0.0)):
+            got = recv.recv()
+            if got["status"] != "encoded":
+                return {**got, "hard_limit": True}
+            msg["stats"] = got["stats"]
+        return {**msg, "hard_limit": True}
     except EOFError:
         return {"status": "error", "reason": f"the z3 process died (exit code {proc.exitcode})", "hard_limit": True}
     finally:
@@ -73,7 +80,7 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
     start = time.perf_counter()
     x = np.asarray(x, dtype=np.float64)
     others = [j for j in range(net.n_classes) if j != y]
-    stats = {"solver": "z3", "lemmas": lemmas}
+    stats = {"solver": "z3", "z3_version": z3.get_version_string(), "lemmas": lemmas}
     margin_lb = None
     if lemmas:
         cert = certify(net, x, y, threat, "crown", "threat", domain)
@@ -106,7 +113,8 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
                           f"{r['margin']:.3g}, which does not replay")
         return result("unknown", message=f"z3's best point, exact margin {r['margin']:.3g} <= 0, does not replay ({rep.reason})")
     if status == "killed" or (status == "unknown" and reason in ("timeout", "canceled")):
-        return result("timeout", message=f"time limit ({timeout} s) reached" + (" (z3 process killed)" if status == "killed" else ""))
+        killed = " (z3 process killed)" if status == "killed" else ""
+        return result("timeout", message=f"time limit ({timeout} s) reached{killed}")
     if status == "unknown":
         return result("unknown", message=f"z3 gave up: {reason}")
     return result("error", message=reason)

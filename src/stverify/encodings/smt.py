@@ -9,18 +9,19 @@ piecewise-linear map over the rationals and z3 decides
 exactly: ``unsat`` at delta = 0 proves robustness with no tolerance at all.
 
 Entries of every layer are exact constants (``Fraction``) or exact affine forms (``Lin``) over a
-few Real variables.  An entry is a constant iff it cannot change over S(x0) (the dependency
-masks of ``common``, refined by stable ReLUs); constants are computed in exact rational
-arithmetic, never in float64.  Affine layers (Conv3d, Linear, AvgPool3d, Flatten) compose forms
+few Real variables.  Entries that cannot change over S(x0) are constants: those outside the
+dependency masks of ``common``, and also those behind stable inactive ReLUs or exactly cancelling
+weights (constancy is tracked per entry, so the masks are not needed); constants are computed in
+exact rational arithmetic, never in float64.  Affine layers (Conv3d, Linear, AvgPool3d, Flatten) compose forms
 exactly and create no variable, so z3's exact simplex, whose pivots are the cost, gets one row
 per unstable neuron rather than one per neuron:
   * input: a Real x_v in [lo_v, hi_v] for a perturbable voxel with lo_v < hi_v, else x0_v;
   * ReLU on a form t with bounds [l, u]: u <= 0 -> 0, l >= 0 -> t, else Reals a = t and r and a
     Bool phase p:  r >= 0,  r >= a,  p -> (a >= 0 and r <= a),  not p -> (a <= 0 and r <= 0);
   * MaxPool3d: inputs with u_i < max_k l_k are dropped, m = If-chain maximum of the rest, m >= each;
-  * choice of regions (anyframes, anypatch): one Bool b_r per region, AtMost(b, choose), and a
+  * choice of regions (anyframes, anypatch): one Bool b_r per region, PbEq(b, choose), and a
     voxel covered by no chosen region keeps its value: (OR of b_r, r covering v) or x_v = x0_v.
-    (At most = exactly: x0 lies in every member box, see threats.py.);
+    (Exactly = at most: x0 lies in every member box, see threats.py; PbEq propagates better.);
   * the negated property: a Real d_j = logit_j - logit_y per competitor j, and OR_j d_j >= delta.
 With ``bounds`` (the widened STBP bounds of every layer input) stable ReLUs are fixed, max-pool
 inputs pruned, and lemmas asserted: l <= a <= u and the triangle (u - l) r <= u (a - l) per
@@ -237,7 +238,7 @@ def encode(q: Query) -> Encoding:
     regions, choice = q.threat.regions(x0.shape), []
     if q.threat.choose < len(regions):
         choice = [z3.Bool(f"region{r}") for r in range(len(regions))]
-        b.asserts.append(z3.AtMost(*choice, q.threat.choose))
+        b.asserts.append(z3.PbEq([(c, 1) for c in choice], q.threat.choose))
         cover = np.stack([r.mask(x0.shape[1:]) for r in regions], axis=-1)  # T x H x W x regions
         for i, v in inputs:
             _, t, yy, xx = np.unravel_index(i, x0.shape)
@@ -273,24 +274,28 @@ def encode(q: Query) -> Encoding:
         diffs.append(e)
     stats = {"n_reals": len(b.vars), "n_bools": b.n_phases + len(choice), "unstable_relus": b.n_phases,
              "choice_bools": len(choice), "input_vars": len(inputs), "n_assertions": len(b.asserts),
-             "lemmas": q.bounds is not None, "competitors": len(q.competitors), "build_s": time.perf_counter() - start}
+             "lemmas": q.bounds is not None, "build_s": time.perf_counter() - start}
     return Encoding(b.asserts, b.vars, inputs, diffs, q, stats)
 
 
-def solve(q: Query, timeout: float | None = None) -> dict:
-    """Decide (1) at delta = 0 in this process, z3's own timeout ending after ``timeout`` seconds.
+def solve(q: Query, timeout: float | None = None, report=None) -> dict:
+    """Decide (1) at delta = 0 in this process; z3 stops ``timeout`` seconds after the call.
 
     Returns {"status": "sat" | "unsat" | "unknown", "reason", "x", "margin", "cut", "stats"}: for
     sat, ``x`` is the model's input (float64), ``margin`` its exact min_j logit_y - logit_j (as a
-    float), ``cut`` whether the time ran out while improving it.  Simplex stops on the boundary, so the first point is often a tie, which does not
-    replay in float32: while its margin is > -SEARCH_MARGIN, z3 is asked (incrementally, at most
-    MAX_IMPROVE times) for a point with a strictly smaller margin.
+    float), ``cut`` whether time ran out while improving it.  Simplex stops on the boundary, so
+    the first point is often a tie, which does not replay in float32: while its margin is
+    > -SEARCH_MARGIN, z3 is asked (incrementally, at most MAX_IMPROVE times) for a point with a
+    strictly smaller margin.  ``report(stats)`` is called once the encoding is built (a parent
+    that has to kill this process keeps them).
     """
-    enc = encode(q)
     deadline = None if timeout is None else time.perf_counter() + timeout
-    s = z3.Solver()
+    enc = encode(q)
+    if report is not None:
+        report(enc.stats)
+    s = z3.SimpleSolver()  # no preprocessing: it would substitute the defined Reals back (dense rows)
     s.add(enc.assertions)
-    stats = dict(enc.stats, check_s=0.0, improvements=0, z3_version=z3.get_version_string())
+    stats = dict(enc.stats, check_s=0.0, improvements=0)
 
     def check(prop):
         if deadline is not None:

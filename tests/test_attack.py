@@ -1,0 +1,72 @@
+"""Attacks: every point they return replays and lies in the threat set; sparse choices are found."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import KINDS, threat_of, tiny_network
+from stverify.complete.attack import attack
+from stverify.complete.validate import replay
+from stverify.network import Flatten, Linear, Network
+from stverify.threats import AnyFrames, AnyPatch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny batches: thread start-up would dominate (and the test machine is shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def linear_net(shape, w: np.ndarray, bias: float) -> Network:
+    """Two classes: logit_0 - logit_1 = <w, x> + bias (the margin of class 0)."""
+    W = np.stack([w.ravel(), np.zeros(w.size)])
+    return Network([Flatten(), Linear(W, np.array([bias, 0.0]))], shape)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_counterexamples_replay_and_lie_in_the_set(kind):
+    rng = np.random.default_rng(7)
+    found = 0
+    for seed in range(6):
+        net = tiny_network(seed, pool=[None, "max", "avg"][seed % 3])
+        x = rng.uniform(0, 1, size=net.input_shape)
+        y = int(net.predict(x))
+        threat = threat_of(kind, 0.3)
+        p = attack(net, x, y, threat, rng=np.random.default_rng(seed))
+        if p is not None:
+            found += 1
+            assert threat.contains(x, p, tol=1e-12)
+            assert replay(net, x, y, threat, p).ok
+            assert int(net.predict(p)) != y
+    assert found >= 2  # eps = 0.3 breaks most of these random networks
+
+
+def test_key_frames_by_saliency():
+    """Only frames 3 and 6 matter and both are needed; C(8, 2) = 28 > 16 choices, so saliency picks."""
+    shape = (1, 8, 4, 4)
+    w = np.zeros(shape)
+    w[:, [3, 6]] = 1.0
+    net = linear_net(shape, w, 2.5 - 16.0)  # margin 2.5 at x0 = 0.5; eps 0.1 on both frames takes 3.2
+    x = np.full(shape, 0.5)
+    p = attack(net, x, 0, AnyFrames(0.1, 2))
+    assert p is not None
+    assert np.flatnonzero(np.any(p != x, axis=(0, 2, 3))).tolist() == [3, 6]
+    assert attack(net, x, 0, AnyFrames(0.07, 2)) is None  # 32 * 0.07 = 2.24 < 2.5: robust
+
+
+def test_patch_placement_by_saliency():
+    """One of 363 placements (> 64, so saliency picks the top 8) covers the sensitive 2x2 block."""
+    shape = (1, 3, 12, 12)
+    w = np.zeros(shape)
+    w[0, 1, 7:9, 4:6] = -1.0
+    net = linear_net(shape, w, 0.5 + 4 * 0.5)  # margin 0.5 at x0 = 0.5; eps 0.2 on the block takes 0.8
+    x = np.full(shape, 0.5)
+    threat = AnyPatch(0.2, 1, 2, 2)
+    assert len(threat.placements(shape)) == 363
+    p = attack(net, x, 0, threat)
+    assert p is not None and threat.contains(x, p)
+    assert np.argwhere(p[0] != x[0]).min(0).tolist() == [1, 7, 4]
