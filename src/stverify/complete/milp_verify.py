@@ -78,7 +78,8 @@ def decide(net, x, y, threat, enc, j, solver="scip", deadline=math.inf, threads=
     for k in range(tolerances.MILP_RETRIES + 1):
         rep = replay(net, x, y, threat, enc.point(r.x), domain)
         if rep.ok:
-            return Outcome("falsified", first.bound, rep.point, stats={**stats, "replay_margin": rep.margin64})
+            return Outcome("falsified", first.bound, rep.point, f"class {j} beats class {y} at the counterexample "
+                           f"(replayed margin {rep.margin64:.3g})", {**stats, "replay_margin": rep.margin64})
         if k == tolerances.MILP_RETRIES:
             break
         delta = tolerances.MILP_RETRY_DELTA * 2 ** k
@@ -101,11 +102,11 @@ def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_
     the certificate that LP tightening (``bounds="lp"``) may use."""
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")
+    if bounds not in BOUND_SOURCES:
+        raise ValueError(f"unknown bound source {bounds!r}; available: {', '.join(BOUND_SOURCES)}")
     start = time.perf_counter()
     deadline = start + (math.inf if timeout is None else timeout)
     x = np.asarray(x, dtype=np.float64)
-    if bounds not in BOUND_SOURCES:
-        raise ValueError(f"unknown bound source {bounds!r}; available: {', '.join(BOUND_SOURCES)}")
     cert = certify(net, x, y, threat, *BOUND_SOURCES[bounds], domain)
     lbs = cert.margin_lb.copy()
     others = [int(j) for j in np.argsort(lbs, kind="stable") if j != y]
@@ -116,7 +117,8 @@ def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_
         now = time.perf_counter()
         bnds, stats["lp"] = tighten(net, x, threat, bnds, domain, now + lp_share * (deadline - now), threads)
     enc = encode(net, x, threat, bnds, domain)
-    stats.update(solver=solver, threads=threads, optimal=optimal, **enc.stats, binaries=sum(enc.stats["n_binaries"].values()),
+    stats.update(solver=solver, threads=threads, optimal=optimal, **enc.stats,
+                 binaries=sum(enc.stats["n_binaries"].values()),
                  unstable_relus=sum(enc.stats["unstable_per_layer"].values()))
     outcomes: dict[int, Outcome] = {}
     try:

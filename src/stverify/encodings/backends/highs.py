@@ -37,7 +37,7 @@ def solve(model, objective, *, time_limit=None, threads=1, early_stop=None) -> S
     h.setOptionValue("mip_rel_gap", 0.0)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
-    if early_stop is not None and mip:
+    if early_stop is not None and mip:  # (a pure LP is simply solved)
         lo, hi = early_stop
         if np.isfinite(lo):
             h.setOptionValue("objective_target", float(lo))
