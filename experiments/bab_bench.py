@@ -123,13 +123,14 @@ def speedups(group: dict) -> list[float]:
 
 def table(groups: dict, title: str) -> list[str]:
     head = " | ".join(f"{m} solved | {m} median s" for m in COMPLETE)
-    lines = [f"## {title}", "", f"| model | threat | n | STBP unknown | {head} | median speed-up bab vs milp-stbp |",
-             "|" + "---|" * (4 + 2 * len(COMPLETE) + 1)]
+    lines = [f"## {title}", "", f"| model | threat | n | STBP unknown | verdicts | {head} | median speed-up bab vs milp-stbp |",
+             "|" + "---|" * (5 + 2 * len(COMPLETE) + 1)]
     for (model, threat), g in groups.items():
         unknown = sum(v["stbp"]["status"] != "verified" for v in g.values())
         cells = [f"{sum(solved_time(v[m]) is not None for v in g.values())}/{len(g)} | {fmt_med([v[m] for v in g.values()])}"
                  for m in COMPLETE]
-        lines.append(f"| {model} | `{threat}` | {len(g)} | {unknown} | " + " | ".join(cells) +
+        verdicts = " ".join(f"{sum(v['bab']['status'] == s for v in g.values())}{s[0]}" for s in DECIDED)
+        lines.append(f"| {model} | `{threat}` | {len(g)} | {unknown} | {verdicts} | " + " | ".join(cells) +
                      f" | {statistics.median(speedups(g)):.1f}x |")
     return lines
 
@@ -146,7 +147,8 @@ def summarize(args) -> str:
     verdict_ok = all(len({v[m]["status"] for m in COMPLETE if v[m]["status"] in DECIDED}) <= 1 for v in inst.values())
     lines = [
         "# Branch-and-bound vs MILP", "",
-        f"Command: `.venv/bin/python experiments/bab_bench.py {' '.join(args.argv)}`  ",
+        "Command: `" + " ".join(["OMP_NUM_THREADS=1 .venv/bin/python experiments/bab_bench.py",
+                                 *(a for a in args.argv if a != "--summary-only")]) + "`  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs, torch threads {args.threads}, "
         f"SCIP single-threaded; timeout {int(args.timeout)} s per method and instance; complete methods without the "
         "pre-attack of `verify` (`attack=False`).  ",
@@ -157,8 +159,11 @@ def summarize(args) -> str:
         "Solved within the timeout: " + ", ".join(
             f"{m} {sum(solved_time(v[m]) is not None for v in unknown.values())}/{len(unknown)}" for m in COMPLETE) + ".  "
         if sp else "No STBP-unknown instances yet.  ",
+        *(f"By BaB's verdict: median speed-up {statistics.median(s):.1f}x on the {len(s)} {verdict} ones.  "
+          for verdict in DECIDED if (s := speedups({k: v for k, v in unknown.items() if v["bab"]["status"] == verdict}))),
         f"All decided verdicts agree across methods: {'yes' if verdict_ok else 'NO'}.", "",
         *table(unknown_groups, "Instances STBP leaves unknown"), "",
+        "verdicts: BaB's, v verified, f falsified.", "",
         *table(groups, "All instances"), "",
         "## BaB statistics on the STBP-unknown instances (sums)", "",
         "| model | threat | nodes | pruned | threat splits | ReLU splits | MILP leaves | attacks | bound s | MILP s | attack s |",

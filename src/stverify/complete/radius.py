@@ -14,8 +14,9 @@ robust for every eps < r.  Anytime bounds lower <= r <= upper, in this order:
     eps.  Per competitor j,  r_j = min eps  s.t.  logit_y - logit_j <= 0,  and r = min_j r_j;
     lower = min_j (dual bound of r_j) - solver slack.  The upper bound re-solves the best j with
     logit_y - logit_j <= -delta (delta = MILP_RETRY_DELTA, doubling) until its point replays;
-  * or ``complete="milp"`` / ``"bab"``: bisection on eps with that complete method (also the
-    fallback when the eps-MILP leaves a gap above ``tol``).
+  * or ``complete="milp"`` / ``"bab"``: bisection on eps with that complete method.  The eps-MILP
+    gets EPS_MILP_SHARE of the time left; if it leaves a gap above ``tol``, bisection with BaB
+    goes on (the eps-MILP of a union threat with many members and a large eps can be slow).
 Finished when upper - lower <= tol (``exact``) or at the timeout.  The MILP answers hold up to the
 solvers' tolerances (``tolerances.solver_margin``); the upper bound is always a replayed
 counterexample (or eps_max).
@@ -38,6 +39,7 @@ from .attack import attack
 from .validate import replay
 
 COMPLETE = ("eps-milp", "milp", "bab")
+EPS_MILP_SHARE = 0.5  # of the time left after STBP and the attacks; then bisection with BaB
 
 
 @dataclass
@@ -116,8 +118,10 @@ class _Search:
             else:
                 return
 
-    def eps_milp(self, solver: str) -> None:
-        """eps as a MILP variable (module docstring)."""
+    def eps_milp(self, solver: str, share: float) -> None:
+        """eps as a MILP variable (module docstring), within ``share`` of the time left."""
+        deadline = time.perf_counter() + share * self.left()
+        left = lambda: deadline - time.perf_counter()  # noqa: E731
         hi = self.upper
         threat = self.threat.with_eps(hi)
         cert = certify(self.net, self.x, self.y, threat, "crown", "threat", self.domain)
@@ -138,13 +142,13 @@ class _Search:
             margin = enc.objective(self.y, j)
             nz = np.flatnonzero(margin.coef)
             m.add_row(nz, margin.coef[nz], hi=-delta - margin.const)  # logit_y - logit_j <= -delta
-            return solve(m, objective, solver, time_limit=max(self.left(), 1e-3))
+            return solve(m, objective, solver, time_limit=None if math.isinf(left()) else max(left(), 1e-3))
 
-        results = {j: minimum(j, 0.0) for j in range(self.net.n_classes) if j != self.y and self.left() > 0}
+        results = {j: minimum(j, 0.0) for j in range(self.net.n_classes) if j != self.y and left() > 0}
         if len(results) == self.net.n_classes - 1:  # dual bounds hold even when a solve timed out
             self.improve("eps-milp", lower=min(min(r.bound, hi) for r in results.values()) - slack)
         for j in sorted(results, key=lambda j: results[j].objective):
-            if results[j].x is None or self.done():
+            if results[j].x is None or self.done() or left() <= 0:
                 break
             for n in range(tolerances.MILP_RETRIES):
                 r = minimum(j, tolerances.MILP_RETRY_DELTA * 2 ** n)
@@ -174,7 +178,7 @@ def max_safe_radius(net, x, y: int, threat: Threat | str, tol: float = 1e-4, eps
         s.stbp()
         s.attacks()
         if not s.done() and complete == "eps-milp":
-            s.eps_milp(solver)
+            s.eps_milp(solver, EPS_MILP_SHARE)
         if not s.done():
-            s.bisect("milp" if complete == "eps-milp" else complete)
+            s.bisect("bab" if complete == "eps-milp" else complete)
     return RadiusResult(s.lower, s.upper, s.upper - s.lower <= tol, tol, s.history, s.cex, time.perf_counter() - s.start)

@@ -156,7 +156,7 @@ class Encoding:
 
         x = np.array(self.query.x0, dtype=np.float64).ravel()
         for i, v in self.inputs:
-            x[i] = float(Fraction(x[i]) + value(self.variables[v]))
+            x[i] = float(value(self.variables[v]))
         return x.reshape(self.query.x0.shape), min(-value(e) for e in self.diffs)
 
 
@@ -233,8 +233,7 @@ def encode(q: Query) -> Encoding:
     vals = np.array([Fraction(v) for v in x0.ravel()], dtype=object)
     inputs = []
     for i in np.flatnonzero(movable):
-        _, vals[i] = b.new(f"x{i}", Fraction(lo.flat[i]) - Fraction(x0.flat[i]), Fraction(hi.flat[i]) - Fraction(x0.flat[i]))
-        vals[i].const = Fraction(x0.flat[i])
+        _, vals[i] = b.new(f"x{i}", lo.flat[i], hi.flat[i])
         inputs.append((int(i), len(b.vars) - 1))
     regions, choice = q.threat.regions(x0.shape), []
     if q.threat.choose < len(regions):
@@ -244,7 +243,7 @@ def encode(q: Query) -> Encoding:
         for i, v in inputs:
             _, t, yy, xx = np.unravel_index(i, x0.shape)
             moved = z3.Or([choice[r] for r in np.flatnonzero(cover[t, yy, xx])])
-            b.asserts.extend([z3.Or(moved, b.vars[v] <= 0), z3.Or(moved, b.vars[v] >= 0)])
+            b.asserts.extend([z3.Or(moved, b.vars[v] <= _q(x0.flat[i])), z3.Or(moved, b.vars[v] >= _q(x0.flat[i]))])
 
     for li, layer in enumerate(net.layers):
         if isinstance(layer, Flatten):
