@@ -52,6 +52,17 @@ pools = st.sampled_from([None, "max", "avg"])
 epsilons = st.sampled_from([0.02, 0.1, 0.3])
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny problems: torch's thread start-up would dominate (and the test machine is shared)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import KINDS, threat_of, tiny_network
 from stverify.complete.attack import attack
@@ -12,13 +11,7 @@ from stverify.network import Flatten, Linear, Network
 from stverify.threats import AnyFrames, AnyPatch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny batches: thread start-up would dominate (and the test machine is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def linear_net(shape, w: np.ndarray, bias: float) -> Network:

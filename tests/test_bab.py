@@ -5,7 +5,6 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import KINDS, threat_of, tiny_network
 from stverify import verify
@@ -14,13 +13,7 @@ from stverify.complete.validate import replay
 from stverify.threats import AnyFrames, AnyPatch, Frames, Patch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny problems: thread start-up would dominate (and the test machine is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def instances(kind, seeds, eps_list, **net_args):

@@ -5,7 +5,6 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import threat_of, tiny_network
 from stverify import max_safe_radius
@@ -16,13 +15,7 @@ from stverify.threats import AnyFrames, AnyPatch, Frames, Linf, Patch
 SHAPE = (1, 3, 5, 5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny problems: thread start-up would dominate (and the test machine is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def linear_instance(seed: int, lo: float, hi: float):
