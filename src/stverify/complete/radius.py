@@ -5,7 +5,7 @@ S_eps(x0) grows with eps, so robustness is monotone and the radius (capped at ep
 robust for every eps < r.  Anytime bounds lower <= r <= upper, in this order:
   * lower by bisection with STBP (CROWN): verified at e  =>  r >= e;
   * upper by bisection with attacks: a replayed counterexample x1 at e  =>  r <= max_v |x1_v - x0_v|;
-  * exact, ``complete="eps-milp"`` (default): eps as a MILP variable.  The MILP of
+  * exact, ``complete="eps-milp"``: eps as a MILP variable.  The MILP of
     ``encodings.milp`` for the set at eps_hi = upper (big-M from STBP bounds there, valid for
     every eps <= eps_hi) gets a variable eps in [lower, eps_hi] and rows |x_v - x0_v| <= eps for
     every input variable.  The input variables keep their bounds (the clipped interval at eps_hi)
@@ -16,7 +16,8 @@ robust for every eps < r.  Anytime bounds lower <= r <= upper, in this order:
     logit_y - logit_j <= -delta (delta = MILP_RETRY_DELTA, doubling) until its point replays;
   * or ``complete="milp"`` / ``"bab"``: bisection on eps with that complete method.  The eps-MILP
     gets EPS_MILP_SHARE of the time left; if it leaves a gap above ``tol``, bisection with BaB
-    goes on (the eps-MILP of a union threat with many members and a large eps can be slow).
+    goes on.  ``"auto"`` (default): the eps-MILP for threats of at most EPS_MILP_MAX_MEMBERS
+    member boxes, else BaB (whose threat splits beat the MILP's choice binaries there).
 Finished when upper - lower <= tol (``exact``) or at the timeout.  The MILP answers hold up to the
 solvers' tolerances (``tolerances.solver_margin``); the upper bound is always a replayed
 counterexample (or eps_max).
@@ -38,8 +39,9 @@ from ..verify import verify
 from .attack import attack
 from .validate import replay
 
-COMPLETE = ("eps-milp", "milp", "bab")
+COMPLETE = ("auto", "eps-milp", "milp", "bab")
 EPS_MILP_SHARE = 0.5  # of the time left after STBP and the attacks; then bisection with BaB
+EPS_MILP_MAX_MEMBERS = 64
 
 
 @dataclass
@@ -162,14 +164,17 @@ class _Search:
 
 
 def max_safe_radius(net, x, y: int, threat: Threat | str, tol: float = 1e-4, eps_max: float = 1.0,
-                    timeout: float | None = 60.0, complete: str = "eps-milp", solver: str = "scip",
+                    timeout: float | None = 60.0, complete: str = "auto", solver: str = "scip",
                     domain=DEFAULT_DOMAIN) -> RadiusResult:
     """The maximum safe radius of ``threat``'s kind (its eps is ignored) to ``tol`` (module docstring)."""
     if complete not in COMPLETE:
         raise ValueError(f"complete must be one of {', '.join(COMPLETE)}, got {complete!r}")
     threat = parse_threat(threat) if isinstance(threat, str) else threat
     x = np.asarray(x, dtype=np.float64)
-    s = _Search(net, x, int(y), threat, tol, eps_max, time.perf_counter() + (math.inf if timeout is None else timeout), domain)
+    if complete == "auto":
+        complete = "eps-milp" if threat.n_members(x.shape) <= EPS_MILP_MAX_MEMBERS else "bab"
+    deadline = time.perf_counter() + (math.inf if timeout is None else timeout)
+    s = _Search(net, x, int(y), threat, tol, eps_max, deadline, domain)
     clean = replay(net, x, y, threat.with_eps(0.0), x, domain)
     if clean.ok:
         s.upper, s.cex = 0.0, x

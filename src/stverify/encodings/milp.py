@@ -241,6 +241,9 @@ class _Encoder:
     def relu(self, i: int, v: np.ndarray) -> np.ndarray:
         l, u = self.bounds[i]
         out = np.where((v >= 0) & (l >= 0), v, -1)
+        # a dependent neuron with u <= 0 is the constant 0 on the (sub-)problem, even where the
+        # clean input x0 lies outside it (a branch-and-bound split forcing the phase inactive)
+        self.clean[i + 1] = np.where((v >= 0) & (u <= 0), 0.0, self.clean[i + 1])
         unstable = (v >= 0) & (l < 0) & (u > 0)
         x, lu, uu = v[unstable], l[unstable], u[unstable]
         n = len(x)
