@@ -306,9 +306,8 @@ def test_load_network_sources(tmp_path):
 
 
 def test_load_network_state_file(tmp_path, monkeypatch):
-    zoo = pytest.importorskip("stverify.zoo")
-    if not hasattr(zoo, "build_torch"):
-        pytest.skip("stverify.zoo has no build_torch yet")
+    from stverify import zoo
+
     monkeypatch.setattr(zoo, "build_torch", lambda name: _tiny() if name == "tiny_test" else None)
     trained = _tiny().eval()
     path = tmp_path / "w.pt"
