@@ -10,5 +10,5 @@ from .complete.radius import RadiusResult, max_safe_radius
 from .complete.crosscheck import CrossCheck, crosscheck  # noqa: E402  (registers "all")
 
 __version__ = "0.1.0"
-__all__ = ["Certificate", "METHODS", "Network", "Threat", "ThreatError", "VerifyResult", "certify", "load_network",
-           "load_npz", "load_sample", "parse_threat", "verify"]
+__all__ = ["Certificate", "CrossCheck", "METHODS", "Network", "Threat", "ThreatError", "VerifyResult", "certify", "load_network",
+           "load_npz", "load_sample", "parse_threat", "crosscheck", "max_safe_radius", "verify"]
