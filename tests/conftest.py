@@ -61,8 +61,3 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)

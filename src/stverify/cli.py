@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(func=cmd_train)
 
-    for name, register in _extensions():
+    for register in _extensions():
         register(sub)
     return p
 
@@ -192,7 +192,7 @@ def _extensions():
         from .bench import cli as bench_cli
     except ImportError:
         return []
-    return [("bench", bench_cli.register)]
+    return [bench_cli.register]
 
 
 def main(argv=None) -> int:
