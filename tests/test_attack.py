@@ -6,7 +6,7 @@ import pytest
 
 from conftest import KINDS, threat_of, tiny_network
 from stverify.complete.attack import attack
-from stverify.complete.validate import replay
+from stverify.replay import replay
 from stverify.network import Flatten, Linear, Network
 from stverify.threats import AnyFrames, AnyPatch
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import KINDS, threat_of, tiny_network
 from stverify import verify
 from stverify.complete.bab import threat_children
-from stverify.complete.validate import replay
+from stverify.replay import replay
 from stverify.threats import AnyFrames, AnyPatch, Frames, Patch
 
 

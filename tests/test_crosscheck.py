@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from test_smt import f32, relu_net
 
 import stverify as sv
-from stverify.complete.validate import replay
+from stverify.replay import replay
 from stverify.network.layers import Flatten, Linear, Network
 from stverify.threats import AnyFrames, AnyPatch, Frames, Linf, Patch
 

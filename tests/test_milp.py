@@ -11,7 +11,7 @@ import pytest
 
 import stverify as sv
 from stverify.complete.lp_tighten import tighten
-from stverify.complete.validate import replay
+from stverify.replay import replay
 from stverify.encodings.backends import SolverError, solve
 from stverify.encodings.milp import LinExpr, MILPModel, encode
 from stverify.network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import threat_of, tiny_network
 from stverify import max_safe_radius
-from stverify.complete.validate import replay
+from stverify.replay import replay
 from stverify.network import Flatten, Linear, Network
 from stverify.threats import AnyFrames, AnyPatch, Frames, Linf, Patch
 

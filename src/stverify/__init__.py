@@ -7,7 +7,7 @@ from .stbp_hybrid.certify import Certificate, certify
 from .threats import Threat, ThreatError, parse_threat
 from .verify import METHODS, verify
 from .complete.radius import RadiusResult, max_safe_radius
-from .complete.crosscheck import CrossCheck, crosscheck  # noqa: E402  (registers "all")
+from .complete.crosscheck import CrossCheck, crosscheck
 
 __version__ = "0.1.0"
 __all__ = ["Certificate", "CrossCheck", "METHODS", "Network", "Threat", "ThreatError", "VerifyResult", "certify", "load_network",

@@ -19,6 +19,7 @@ class VerifyResult:
     counterexample: np.ndarray | None = None  # replayed, inside the set, misclassified
     stats: dict = field(default_factory=dict)
     message: str = ""
+    margin_ub: float | None = None  # upper bound of the same minimum: the margin of the best point found
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -42,7 +43,7 @@ class VerifyResult:
             return v
 
         return clean({"status": self.status, "method": self.method, "time_s": self.time_s, "margin_lb": self.margin_lb,
-                      "counterexample": self.counterexample, "stats": self.stats, "message": self.message})
+                      "margin_ub": self.margin_ub, "counterexample": self.counterexample, "stats": self.stats, "message": self.message})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())

@@ -29,11 +29,13 @@ from fractions import Fraction
 
 import numpy as np
 
+from .errors import InputError
+
 GRAMMAR = "KIND:key=value,... with KIND one of linf, frames, anyframes, patch, anypatch"
 DEFAULT_DOMAIN = (0.0, 1.0)
 
 
-class ThreatError(ValueError):
+class ThreatError(InputError):
     """A threat string or a threat that does not fit the input."""
 
 

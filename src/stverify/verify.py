@@ -1,8 +1,8 @@
 """verify(): one entry point for every method, returning a VerifyResult.
 
-Methods: ``stbp`` (exact first layer + IBP / CROWN / alpha-CROWN, exact concretisation over the
-threat set), ``box-ibp`` and ``box-crown`` (the same bounds over the threat's bounding box: what
-a generic L-infinity verifier does), and the complete methods as they are registered.
+Methods (``METHODS``): the bound methods of ``stbp_hybrid.methods`` (``stbp``, ``box-ibp``,
+``box-crown``), the complete methods ``milp``, ``smt`` and ``bab`` (``complete/``), and ``all``
+(their cross-check).  No method module imports this one; plugins add methods with ``register``.
 Every method first checks the clean input: if the network already misclassifies x0, that point
 (which lies in every threat set) is the counterexample.  Complete methods then run a short attack
 (``complete.attack``, at most ATTACK_BUDGET_S or a tenth of the timeout) and report its replayed
@@ -17,45 +17,39 @@ from typing import Callable
 import numpy as np
 
 from .complete.attack import attack as run_attack
-from .complete.validate import replay
+from .complete.bab import verify_bab
+from .complete.milp_verify import verify_milp
+from .complete.smt_verify import verify_smt
+from .replay import replay
 from .result import VerifyResult
-from .stbp_hybrid.certify import RELAXATIONS, certify
+from .stbp_hybrid.certify import RELAXATIONS
+from .stbp_hybrid.methods import verify_box_crown, verify_box_ibp, verify_stbp
 from .threats import DEFAULT_DOMAIN, Threat, parse_threat
 
-METHODS: dict[str, Callable[..., VerifyResult]] = {}
-COMPLETE = {"milp", "smt", "bab"}
 ATTACK_BUDGET_S = 1.0
+COMPLETE = {"milp", "smt", "bab"}
+
+
+def _verify_all(net, x, y, threat, **options) -> VerifyResult:
+    """``method="all"``: the cross-check of every method (``complete.crosscheck``, which calls verify)."""
+    from .complete.crosscheck import verify_all
+
+    return verify_all(net, x, y, threat, **options)
+
+
+METHODS: dict[str, Callable[..., VerifyResult]] = {
+    "stbp": verify_stbp, "box-ibp": verify_box_ibp, "box-crown": verify_box_crown,
+    "milp": verify_milp, "smt": verify_smt, "bab": verify_bab, "all": _verify_all,
+}
 
 
 def register(name: str):
+    """Add a method (for plugins, e.g. a bench config's ``plugins``): ``@register("name")``."""
     def deco(fn):
         METHODS[name] = fn
         return fn
 
     return deco
-
-
-def _bound_result(method: str, cert) -> VerifyResult:
-    status = "verified" if cert.verified else "unknown"
-    msg = "" if cert.verified else "the margin lower bound is not positive: the bounds are too loose to decide"
-    stats = {"relaxation": cert.relaxation, "concretize": cert.concretize, "unstable_relus": sum(cert.unstable.values()),
-             "unstable_per_layer": cert.unstable, "margin_lb_per_class": cert.margin_lb}
-    return VerifyResult(status, method, cert.time_s, cert.min_margin, None, stats, msg)
-
-
-@register("stbp")
-def _stbp(net, x, y, threat, relaxation: str = "crown", domain=DEFAULT_DOMAIN, **_):
-    return _bound_result("stbp", certify(net, x, y, threat, relaxation, "threat", domain))
-
-
-@register("box-ibp")
-def _box_ibp(net, x, y, threat, domain=DEFAULT_DOMAIN, **_):
-    return _bound_result("box-ibp", certify(net, x, y, threat, "ibp", "box", domain))
-
-
-@register("box-crown")
-def _box_crown(net, x, y, threat, domain=DEFAULT_DOMAIN, **_):
-    return _bound_result("box-crown", certify(net, x, y, threat, "crown", "box", domain))
 
 
 def verify(net, x: np.ndarray, y: int, threat: Threat | str, method: str = "stbp", timeout: float | None = None,
@@ -89,6 +83,3 @@ def verify(net, x: np.ndarray, y: int, threat: Threat | str, method: str = "stbp
     res.time_s = time.perf_counter() - start
     res.stats.setdefault("threat", threat.spec())
     return res
-from .complete import milp_verify  # noqa: F401  (registers "milp")
-from .complete import bab  # noqa: F401,E402  (registers "bab")
-from .complete import smt_verify  # noqa: F401,E402  (registers "smt")

@@ -3,7 +3,7 @@ fraction of every method, the exact robust accuracy, the completeness gap and th
 
 An *instance* here is one input under one threat (model, split, index, threat); each method gives
 one result for it.  Soundness violation: an instance with a ``falsified`` result whose
-counterexample is missing or does not replay (``complete.validate.replay``), or with both a
+counterexample is missing or does not replay (``replay.replay``), or with both a
 ``verified`` and a ``falsified`` result.  Completeness gap: instances that every STBP variant
 left undecided and a complete method decided.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..complete.validate import replay
+from ..replay import replay
 from ..data import load_sample
 from ..result import STATUSES
 from ..threats import KINDS, parse_eps, parse_threat

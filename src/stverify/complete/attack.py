@@ -14,7 +14,7 @@ The saliency of a region is the first-order decrease of the margin it allows, su
 voxels and channels: g_v (x0_v - lo_v) where g_v = dm/dx_v > 0, else -g_v (hi_v - x0_v), averaged
 over x0 and random points of the bounding box (box sums over all placements by prefix sums).
 Member boxes are attacked in order of saliency.  A point is returned only after
-``validate.replay`` accepts it (inside the set, misclassified in float64 and float32).
+``replay.replay`` accepts it (inside the set, misclassified in float64 and float32).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from torch import nn
 from ..stbp_hybrid.certify import torch_layers
 from ..stbp_hybrid.support import box_sum, prefix_sums
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Threat
-from .validate import replay
+from ..replay import replay
 
 EXHAUSTIVE_FRAME_SETS = 16
 EXHAUSTIVE_PLACEMENTS = 64

@@ -41,10 +41,9 @@ from ..stbp_hybrid.certify import certify, torch_layers
 from ..stbp_hybrid.propagate import backward, relu_relaxation, spec_matrix
 from ..stbp_hybrid.support import ThreatSupport
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Frames, Threat
-from ..verify import register
 from .attack import attack
 from .milp_verify import decide
-from .validate import replay
+from ..replay import replay
 
 MAX_FRAME_CHILDREN = 64
 INACTIVE_SLACK = 1e-9  # see _BaB.milp_bounds
@@ -279,7 +278,6 @@ class _BaB:
         return "verified", None, ""
 
 
-@register("bab")
 def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_DOMAIN, solver: str = "scip",
                leaf_binaries: int = 30, attack_share: float = 0.1, **_) -> VerifyResult:
     """Complete verification by branch-and-bound (module docstring).  ``leaf_binaries``: nodes

@@ -2,7 +2,7 @@
 
 Verdicts can contradict one another in only one way: a method says ``verified`` (or claims a
 margin lower bound m) while a point of the threat set is misclassified (or has a margin below m).
-crosscheck replays every reported counterexample itself (``validate.replay``) and reports as a
+crosscheck replays every reported counterexample itself (``replay.replay``) and reports as a
 soundness failure
   * ``verified`` against a replayed counterexample from any method (complete methods that
     disagree, or STBP proving what is false);
@@ -26,9 +26,9 @@ import numpy as np
 from ..encodings.backends import SOLVERS
 from ..result import VerifyResult
 from ..threats import DEFAULT_DOMAIN, Threat, parse_threat
-from ..verify import ATTACK_BUDGET_S, register, verify
+from ..verify import ATTACK_BUDGET_S, verify
 from .attack import attack
-from .validate import replay
+from ..replay import replay
 
 MARGIN_CHECK_TOL = 1e-4
 OPTIONAL_SOLVERS = ("gurobi",)  # an error from these (licence, installation) means skipped, not failed
@@ -143,8 +143,7 @@ def crosscheck(net, x, y, threat: Threat | str, timeout: float = 60.0, solvers=N
     return CrossCheck(results, skipped, verdict, problems, reproduce, net)
 
 
-@register("all")
-def _verify_all(net, x, y, threat, timeout: float | None = None, domain=DEFAULT_DOMAIN, solvers=None, plain=False,
+def verify_all(net, x, y, threat, timeout: float | None = None, domain=DEFAULT_DOMAIN, solvers=None, plain=False,
                 bounds="stbp", **_) -> VerifyResult:
     """verify(..., method="all"): the cross-check's agreed verdict, ``error`` on a soundness failure;
     ``bounds`` is the MILP big-M source."""

@@ -6,7 +6,7 @@ stopping as soon as the sign is known (``optimal=True``: to optimality, every j,
 is the exact minimum margin):
   * dual bound > tolerances.solver_margin(scale)   -> j is proven;
   * a solution with m_j < 0                         -> a candidate: replayed on the float64
-    reference and the float32 model (``validate.replay``); if it does not replay, search again
+    reference and the float32 model (``replay.replay``); if it does not replay, search again
     with m_j <= -delta (delta doubling), and answer ``unknown`` if that fails too;
   * otherwise the minimum lies within the tolerance of 0 (``unknown``) or time ran out.
 Big-M sources: ``naive`` (IBP over the bounding box), ``stbp`` (CROWN with exact concretisation
@@ -28,9 +28,8 @@ from ..encodings.milp import encode
 from ..result import VerifyResult
 from ..stbp_hybrid.certify import certify
 from ..threats import DEFAULT_DOMAIN
-from ..verify import register
 from .lp_tighten import tighten
-from .validate import replay
+from ..replay import replay
 
 BOUND_SOURCES = {"naive": ("ibp", "box"), "stbp": ("crown", "threat"), "stbp-alpha": ("alpha-crown", "threat"),
                  "lp": ("crown", "threat")}
@@ -94,7 +93,6 @@ def decide(net, x, y, threat, enc, j, solver="scip", deadline=math.inf, threads=
     return Outcome("unknown", first.bound, None, f"class {j}: no solver point replays ({rep.reason})", stats)
 
 
-@register("milp")
 def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_DOMAIN, solver: str = "scip",
                 bounds: str = "stbp", threads: int = 1, optimal: bool = False, lp_share: float = 0.5,
                 **_) -> VerifyResult:

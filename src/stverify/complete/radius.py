@@ -37,7 +37,7 @@ from ..stbp_hybrid.certify import certify
 from ..threats import DEFAULT_DOMAIN, Threat, parse_threat
 from ..verify import verify
 from .attack import attack
-from .validate import replay
+from ..replay import replay
 
 COMPLETE = ("auto", "eps-milp", "milp", "bab")
 EPS_MILP_SHARE = 0.5  # of the time left after STBP and the attacks; then bisection with BaB

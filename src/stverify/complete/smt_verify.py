@@ -8,7 +8,7 @@ z3.  ``lemmas=False`` is the plain encoding, which uses nothing from STBP: an in
 The z3 query runs in a child process killed at the deadline (z3 does not always honour its own
 timeout, which is set a little earlier so that the child normally answers by itself):
   * unsat  -> ``verified``, exactly: no tolerance is involved;
-  * sat    -> the model's input, rounded to float64, is replayed (``validate.replay``):
+  * sat    -> the model's input, rounded to float64, is replayed (``replay.replay``):
               ``falsified`` if it replays, else ``unknown`` (a tie or near-tie that z3 could not
               improve on: see ``smt.solve``; ``timeout`` if time ran out improving it);
   * unknown, killed -> ``timeout`` (``unknown`` when z3 gives up for another reason).
@@ -26,8 +26,7 @@ from ..encodings import smt
 from ..result import VerifyResult
 from ..stbp_hybrid.certify import certify
 from ..threats import DEFAULT_DOMAIN
-from ..verify import register
-from .validate import replay
+from ..replay import replay
 
 # z3's own timeout ends this much before the hard deadline: max(Z3_EARLY_S, Z3_EARLY_FRAC * time left)
 Z3_EARLY_S, Z3_EARLY_FRAC = 0.2, 0.05
@@ -73,7 +72,6 @@ def run_query(query: smt.Query, timeout: float | None) -> dict:
         recv.close()
 
 
-@register("smt")
 def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = True, domain=DEFAULT_DOMAIN,
                **_) -> VerifyResult:
     """Exact verification with z3 (module docstring)."""

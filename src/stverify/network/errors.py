@@ -1,9 +1,10 @@
 """Errors raised by the importers when a model uses something the layer IR cannot express."""
+from ..errors import InputError
 
 
-class UnsupportedLayerError(ValueError):
+class UnsupportedLayerError(InputError):
     """A torch module or operation that has no exact equivalent in the layer IR."""
 
 
-class UnsupportedOperatorError(ValueError):
+class UnsupportedOperatorError(InputError):
     """An ONNX operator, attribute or graph structure that has no exact equivalent in the layer IR."""

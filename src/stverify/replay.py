@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import tolerances
-from ..threats import DEFAULT_DOMAIN, Threat
+from . import tolerances
+from .threats import DEFAULT_DOMAIN, Threat
 
 
 @dataclass

@@ -1,0 +1,31 @@
+"""The bound methods of ``verify()``: STBP and the bounding-box baselines, as VerifyResults.
+
+``stbp``: exact first layer + IBP / CROWN / alpha-CROWN, exact concretisation over the threat set;
+``box-ibp`` and ``box-crown``: the same bounds over the threat's bounding box (what a generic
+L-infinity verifier does).  A positive margin lower bound is ``verified``; anything else ``unknown``.
+"""
+from __future__ import annotations
+
+from ..result import VerifyResult
+from ..threats import DEFAULT_DOMAIN
+from .certify import certify
+
+
+def _bound_result(method: str, cert) -> VerifyResult:
+    status = "verified" if cert.verified else "unknown"
+    msg = "" if cert.verified else "the margin lower bound is not positive: the bounds are too loose to decide"
+    stats = {"relaxation": cert.relaxation, "concretize": cert.concretize, "unstable_relus": sum(cert.unstable.values()),
+             "unstable_per_layer": cert.unstable, "margin_lb_per_class": cert.margin_lb}
+    return VerifyResult(status, method, cert.time_s, cert.min_margin, None, stats, msg)
+
+
+def verify_stbp(net, x, y, threat, relaxation: str = "crown", domain=DEFAULT_DOMAIN, **_) -> VerifyResult:
+    return _bound_result("stbp", certify(net, x, y, threat, relaxation, "threat", domain))
+
+
+def verify_box_ibp(net, x, y, threat, domain=DEFAULT_DOMAIN, **_) -> VerifyResult:
+    return _bound_result("box-ibp", certify(net, x, y, threat, "ibp", "box", domain))
+
+
+def verify_box_crown(net, x, y, threat, domain=DEFAULT_DOMAIN, **_) -> VerifyResult:
+    return _bound_result("box-crown", certify(net, x, y, threat, "crown", "box", domain))
