@@ -98,7 +98,7 @@ def test_first_layer_exact_against_lp_enumeration(kind):
     threat = {"anypatch-stride": AnyPatch(0.2, 2, 2, 3, stride=2), "anyframes-2": AnyFrames(0.3, 2)}.get(kind) or threat_of(kind, 0.15, shape)
     layer = torch.nn.Conv3d(2, 2, (2, 3, 2), stride=(1, 2, 1), padding=(1, 0, 1)).double()
     sup = make_support(x0, threat, "threat")
-    lo, hi = (t.detach().numpy() for t in first_layer_bounds(layer, sup))
+    lo, hi = (t[0].detach().numpy() for t in first_layer_bounds(layer, sup))
     lo_b, hi_b = brute_force_first_layer(layer, x0, threat)
     np.testing.assert_allclose(lo, lo_b, atol=1e-9, rtol=0)
     np.testing.assert_allclose(hi, hi_b, atol=1e-9, rtol=0)
@@ -124,7 +124,7 @@ def test_first_linear_layer_exact():
         lin = first_layer_bounds(layer, sup)
         cv = first_layer_bounds(conv, sup)
         for a, b in zip(lin, cv):
-            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy().reshape(-1), atol=1e-12)
+            np.testing.assert_allclose(a[0].detach().numpy(), b[0].detach().numpy().reshape(-1), atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", KINDS)

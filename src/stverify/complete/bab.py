@@ -37,7 +37,7 @@ from torch import nn
 from ..encodings.backends import SolverError
 from ..encodings.milp import encode
 from ..result import VerifyResult
-from ..stbp_hybrid.certify import certify, torch_layers
+from ..stbp_hybrid.certify import certify_batch, torch_layers
 from ..stbp_hybrid.propagate import backward, relu_relaxation, spec_matrix
 from ..stbp_hybrid.support import ThreatSupport
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Frames, Threat
@@ -46,6 +46,7 @@ from .milp_verify import decide
 from ..replay import replay
 
 MAX_FRAME_CHILDREN = 64
+NODES_PER_PASS = 8  # open nodes branched together; their children are bounded in one batched pass
 INACTIVE_SLACK = 1e-9  # see _BaB.milp_bounds
 
 
@@ -94,11 +95,12 @@ def n_choice_binaries(threat: Threat, shape) -> int:
 
 def relu_scores(layers, bounds, S: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     """Per ReLU layer the split score of every input neuron (0 for stable ones; module docstring),
-    and the input coefficients A_in of the CROWN lower bounds <A_in, x> + c of the rows of S."""
+    and the input coefficients A_in of the CROWN lower bounds <A_in, x> + c of the rows of S
+    (``bounds``: the boxes of one set, 1 x shape)."""
     A, end, scores = S, len(layers), {}
     for i in reversed([i for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)]):
         A, _ = backward(layers[i + 1:end], bounds[i + 1:end], end - i - 2, A)  # coefficients on the ReLU's output
-        l, u = bounds[i]
+        l, u = (b[0] for b in bounds[i])
         unstable = (l < 0) & (u > 0)
         cost = (A.clamp(max=0).abs() * relu_relaxation(l, u)[2]).sum(0)
         scores[i] = torch.where(unstable, cost, 0.0), torch.where(unstable, A.abs().sum(0) * torch.minimum(u, -l), 0.0)
@@ -119,29 +121,37 @@ class _BaB:
         self.start = time.perf_counter()
         self.seq = itertools.count()
         self.stats = dict(nodes=0, pruned=0, empty=0, max_depth=0, threat_splits=0, relu_splits=0, milp_leaves=0,
-                          milp_verified=0, attacks=0, bound_s=0.0, milp_s=0.0, attack_s=0.0, branch_s=0.0)
+                          milp_verified=0, attacks=0, bound_passes=0, bound_s=0.0, milp_s=0.0, attack_s=0.0, branch_s=0.0)
         self.proven_lb = math.inf  # min over proven leaves of their margin bound
         self.open_lb = math.inf  # min over undecided leaves and open nodes of their margin bound
 
     # --- bounding ------------------------------------------------------------------------
-    def bound(self, threat: Threat, splits: dict, depth: int, parent_lb: np.ndarray, new_threat: bool) -> Node | None:
-        """The bounded node, or None when it is proven (and counted)."""
+    def bound(self, children: list[tuple]) -> list[Node]:
+        """The open nodes among the sub-problems (threat, splits, depth, parent bound, new threat?),
+        all bounded in one batched STBP pass (``certify_batch``); proven ones are counted."""
+        if not children:
+            return []
         t = time.perf_counter()
-        cert = certify(self.net, self.x, self.y, threat, "crown", "threat", self.domain, splits=splits or None)
+        certs = certify_batch(self.net, self.x, self.y, [(c[0], c[1] or None) for c in children], "crown", "threat",
+                              self.domain)
         self.stats["bound_s"] += time.perf_counter() - t
-        self.stats["nodes"] += 1
-        self.stats["max_depth"] = max(self.stats["max_depth"], depth)
-        lb = np.maximum(cert.margin_lb, parent_lb)
-        if cert.stats["empty"] or lb.min() > 0:
-            self.stats["empty" if cert.stats["empty"] else "pruned"] += 1
-            self.proven_lb = min(self.proven_lb, float(lb.min()))
-            return None
-        bounds = list(cert.bounds)
-        for i, s in splits.items():  # fix the phases exactly (``certify`` widens the clipped bounds by its slack)
-            s = s.numpy()
-            lo, hi = bounds[i]
-            bounds[i] = (np.where(s > 0, np.maximum(lo, 0.0), lo), np.where(s < 0, np.minimum(hi, 0.0), hi))
-        return Node(float(lb.min()), next(self.seq), threat, splits, depth, lb, bounds, new_threat)
+        self.stats["bound_passes"] += 1
+        out = []
+        for (threat, splits, depth, parent_lb, new_threat), cert in zip(children, certs):
+            self.stats["nodes"] += 1
+            self.stats["max_depth"] = max(self.stats["max_depth"], depth)
+            lb = np.maximum(cert.margin_lb, parent_lb)
+            if cert.stats["empty"] or lb.min() > 0:
+                self.stats["empty" if cert.stats["empty"] else "pruned"] += 1
+                self.proven_lb = min(self.proven_lb, float(lb.min()))
+                continue
+            bounds = list(cert.bounds)
+            for i, s in splits.items():  # fix the phases exactly (``certify`` widens the clipped bounds by its slack)
+                s = s.numpy()
+                lo, hi = bounds[i]
+                bounds[i] = (np.where(s > 0, np.maximum(lo, 0.0), lo), np.where(s < 0, np.minimum(hi, 0.0), hi))
+            out.append(Node(float(lb.min()), next(self.seq), threat, splits, depth, lb, bounds, new_threat))
+        return out
 
     def binaries(self, node: Node) -> int:
         """Binaries of the node's MILP: unstable ReLUs and the threat's choice (max-pool ones aside)."""
@@ -207,7 +217,7 @@ class _BaB:
     def relu_split(self, node: Node):
         """('falsified', point) from the primal check, ('split', children), or None when no
         unstable ReLU affects the open margins."""
-        bounds = [tuple(torch.as_tensor(b) for b in pair) for pair in node.bounds]
+        bounds = [tuple(torch.as_tensor(b)[None] for b in pair) for pair in node.bounds]  # one set
         rows = spec_matrix(self.net.n_classes, self.y)[[k for k, j in enumerate(self.others) if not node.lb[j] > 0]]
         with torch.no_grad():
             scores, A_in = relu_scores(self.layers, bounds, rows)
@@ -241,38 +251,39 @@ class _BaB:
     def run(self) -> tuple[str, object, str]:
         """(status, counterexample or None, message); sets ``open_lb`` to the lowest bound of the
         parts left undecided."""
-        root = self.bound(self.threat, {}, 0, np.full(self.net.n_classes, -math.inf), False)
-        queue = [root] if root else []
+        queue = self.bound([(self.threat, {}, 0, np.full(self.net.n_classes, -math.inf), False)])
         undecided: list[str] = []
         while queue:
-            if time.perf_counter() >= self.deadline:
-                self.open_lb = min(self.open_lb, queue[0].key)  # the heap's head has the lowest bound
-                return "timeout", None, f"time limit reached with {len(queue)} open node(s)"
-            node = heapq.heappop(queue)
-            p = self.try_attack(node)
-            if p is not None:
-                return "falsified", p, "found by an attack on a branch-and-bound node"
-            t = time.perf_counter()
-            kind, what = self.branch(node)
-            self.stats["branch_s"] += time.perf_counter() - t
-            if kind == "falsified":
-                return "falsified", what, "found at the minimiser of a node's linear bound"
-            if kind == "split":
-                for threat, splits, new in what:
-                    child = self.bound(threat, splits, node.depth + 1, node.lb, new)
-                    if child is not None:
-                        heapq.heappush(queue, child)
-                continue
-            status, what = self.milp(node)
-            if status == "verified":
-                self.proven_lb = min(self.proven_lb, what)
-            elif status == "falsified":
-                return "falsified", what, "found by the MILP on a branch-and-bound leaf"
-            else:
-                self.open_lb = min([self.open_lb, node.key] + [n.key for n in queue[:1] if status == "timeout"])
-                if status == "timeout":
-                    return "timeout", None, f"time limit reached in a MILP leaf ({len(queue)} other open node(s))"
-                undecided.append(what)
+            popped = [heapq.heappop(queue) for _ in range(min(NODES_PER_PASS, len(queue)))]  # lowest bounds first
+            children = []
+            for k, node in enumerate(popped):
+                if time.perf_counter() >= self.deadline:
+                    self.open_lb = min([self.open_lb, node.key] + [c[3].min() for c in children])
+                    return "timeout", None, f"time limit reached with {len(queue) + len(popped) - k} open node(s)"
+                p = self.try_attack(node)
+                if p is not None:
+                    return "falsified", p, "found by an attack on a branch-and-bound node"
+                t = time.perf_counter()
+                kind, what = self.branch(node)
+                self.stats["branch_s"] += time.perf_counter() - t
+                if kind == "falsified":
+                    return "falsified", what, "found at the minimiser of a node's linear bound"
+                if kind == "split":
+                    children += [(threat, splits, node.depth + 1, node.lb, new) for threat, splits, new in what]
+                    continue
+                status, what = self.milp(node)
+                if status == "verified":
+                    self.proven_lb = min(self.proven_lb, what)
+                elif status == "falsified":
+                    return "falsified", what, "found by the MILP on a branch-and-bound leaf"
+                else:
+                    left = [n.key for n in popped[k + 1:] + queue[:1]] + [c[3].min() for c in children]  # parts still open
+                    self.open_lb = min([self.open_lb, node.key] + (left if status == "timeout" else []))
+                    if status == "timeout":
+                        return "timeout", None, f"time limit reached in a MILP leaf ({len(queue) + len(popped) - k - 1} other open node(s))"
+                    undecided.append(what)
+            for child in self.bound(children):
+                heapq.heappush(queue, child)
         if undecided:
             return "unknown", None, "; ".join(undecided[:3])
         return "verified", None, ""

@@ -4,6 +4,9 @@ For an input x0, label y and threat set S(x0), STBP returns for every class j a 
 m_j <= min over x in S(x0) of (logit_y(x) - logit_j(x)); the instance is robust when every
 m_j (j != y) is > 0.  ``concretize="threat"`` is STBP (exact first layer, exact final
 concretisation over S); ``concretize="box"`` is the baseline that sees only the bounding box.
+A threat set that is one box (linf, frames, patch) is its own bounding box, so both are the
+same computation there.  ``certify_batch`` bounds several sub-problems (sub-threats of S and ReLU
+phase constraints, for branch-and-bound) in one pass.
 """
 from __future__ import annotations
 
@@ -16,9 +19,10 @@ import torch
 from torch import nn
 
 from .. import tolerances
-from ..threats import DEFAULT_DOMAIN, Threat
+from ..threats import DEFAULT_DOMAIN, AnyPatch, Threat
+from .budget import default_budget
 from .propagate import layer_bounds, margin_bounds, spec_matrix
-from .support import BoxSupport, ThreatSupport
+from .support import BoxSupport, ThreatSupport, stack_supports
 
 RELAXATIONS = ("ibp", "crown", "alpha-crown")
 CONCRETIZATIONS = ("threat", "box")
@@ -54,21 +58,23 @@ def torch_layers(net, dtype=torch.float64, device=None) -> list[nn.Module]:
     return per_net[key]
 
 
+def is_one_box(threat: Threat, shape) -> bool:
+    """Whether the threat set is a single box (then it equals its bounding box)."""
+    if isinstance(threat, AnyPatch):  # counted without building every placement's region
+        return len(threat.placements(shape)) == 1
+    return threat.n_members(shape) == 1
+
+
 def make_support(x0: np.ndarray, threat: Threat, concretize: str, domain=DEFAULT_DOMAIN, device=None):
     if concretize not in CONCRETIZATIONS:
         raise ValueError(f"concretize must be one of {CONCRETIZATIONS}, got {concretize!r}")
-    if concretize == "box":
+    if concretize == "box" or is_one_box(threat, np.shape(x0)):
         lo, hi = (torch.as_tensor(b, device=device) for b in threat.bounding_box(x0, domain))
         return BoxSupport(lo, hi)
     return ThreatSupport(x0, threat, domain, device=device)
 
 
-def certify(net, x: np.ndarray, y: int, threat: Threat, method: str = "crown", concretize: str = "threat",
-            domain=DEFAULT_DOMAIN, device=None, alpha_steps: int = 30, splits: dict | None = None) -> Certificate:
-    """Sound bounds over S(x): per-layer boxes and margin lower bounds (see the module docstring).
-
-    ``splits`` restricts to a branch-and-bound sub-problem (ReLU phases, see ``layer_bounds``); if
-    the sub-problem is empty the margins are +inf and ``stats["empty"]`` is True."""
+def _check(net, x, y, method):
     if method not in RELAXATIONS:
         raise ValueError(f"method must be one of {', '.join(RELAXATIONS)}, got {method!r}")
     x = np.asarray(x, dtype=np.float64)
@@ -76,18 +82,67 @@ def certify(net, x: np.ndarray, y: int, threat: Threat, method: str = "crown", c
         raise ValueError(f"x must have the network's input shape {net.input_shape}, got {x.shape}")
     if not 0 <= int(y) < net.n_classes:
         raise ValueError(f"label {y} out of range for {net.n_classes} classes")
+    return x
+
+
+def certify(net, x: np.ndarray, y: int, threat: Threat, method: str = "crown", concretize: str = "threat",
+            domain=DEFAULT_DOMAIN, device=None, alpha_steps: int = 30, splits: dict | None = None,
+            memory_budget: int | None = None) -> Certificate:
+    """Sound bounds over S(x): per-layer boxes and margin lower bounds (see the module docstring).
+
+    ``splits`` restricts to a branch-and-bound sub-problem (ReLU phases, see ``layer_bounds``); if
+    the sub-problem is empty the margins are +inf and ``stats["empty"]`` is True.  ``device``: the
+    torch device every tensor is created on; ``memory_budget``: bytes a chunk of backward rows may
+    use (default: half the memory available, ``budget.py``)."""
+    return certify_batch(net, x, y, [(threat, splits)], method, concretize, domain, device, alpha_steps,
+                         memory_budget)[0]
+
+
+def certify_batch(net, x: np.ndarray, y: int, problems: list[tuple[Threat, dict | None]], method: str = "crown",
+                  concretize: str = "threat", domain=DEFAULT_DOMAIN, device=None, alpha_steps: int = 30,
+                  memory_budget: int | None = None) -> list[Certificate]:
+    """``certify`` for several sub-problems (threat, splits) of the same x and y in one batched
+    pass; one Certificate each, with ``time_s`` the time of the whole batch."""
+    x = _check(net, x, y, method)
     start = time.perf_counter()
     layers = torch_layers(net, device=device)
-    sup = make_support(x, threat, concretize, domain, device)
+    budget = memory_budget or default_budget(device)
+    sup = stack_supports([make_support(x, t, concretize, domain, device) for t, _ in problems])
+    n = len(problems)
     with torch.no_grad():
-        bounds = layer_bounds(layers, sup, method, splits)
-    empty = any(bool((lo > hi + EMPTY_TOL).any()) for lo, hi in bounds)
-    margin = np.full(net.n_classes, np.inf)
-    if not empty:
+        bounds = layer_bounds(layers, sup, method, _stack_splits([s for _, s in problems], net, device), budget)
+        empty = torch.zeros(n, dtype=torch.bool, device=bounds[0][0].device)
+        for lo, hi in bounds:
+            empty |= (lo > hi + EMPTY_TOL).flatten(1).any(1)
         S = spec_matrix(net.n_classes, int(y), device=device)
-        lb = margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps).detach().cpu().numpy()
-        margin[[j for j in range(net.n_classes) if j != y]] = tolerances.lower(lb)
-    out_bounds = [tolerances.widen(lo.cpu().numpy(), hi.cpu().numpy()) for lo, hi in bounds]
-    unstable = {i: int(np.sum((out_bounds[i][0] < 0) & (out_bounds[i][1] > 0)))
-                for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)}
-    return Certificate(margin, out_bounds, unstable, time.perf_counter() - start, method, concretize, {"empty": empty})
+        lb = margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget).detach().cpu().numpy()
+    others = [j for j in range(net.n_classes) if j != y]
+    np_bounds = [(lo.cpu().numpy(), hi.cpu().numpy()) for lo, hi in bounds]
+    empty = empty.cpu().numpy()
+    elapsed = time.perf_counter() - start
+    certs = []
+    for k in range(n):
+        margin = np.full(net.n_classes, np.inf)
+        if not empty[k]:
+            margin[others] = tolerances.lower(lb[k])
+        out_bounds = [tolerances.widen(lo[k], hi[k]) for lo, hi in np_bounds]
+        unstable = {i: int(np.sum((out_bounds[i][0] < 0) & (out_bounds[i][1] > 0)))
+                    for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)}
+        certs.append(Certificate(margin, out_bounds, unstable, elapsed, method, concretize,
+                                 {"empty": bool(empty[k]), "batch": n}))
+    return certs
+
+
+def _stack_splits(splits: list[dict | None], net, device) -> dict | None:
+    """Per ReLU layer, the phase constraints of every sub-problem stacked (N x input shape; 0 = free)."""
+    layers = sorted({i for s in splits if s for i in s})
+    if not layers:
+        return None
+    out = {}
+    for i in layers:
+        t = torch.zeros((len(splits),) + tuple(net.shapes[i]), dtype=torch.float64, device=device)
+        for k, s in enumerate(splits):
+            if s and i in s:
+                t[k] = torch.as_tensor(s[i], device=device)
+        out[i] = t
+    return out

@@ -1,57 +1,82 @@
 """Exact bounds of the first affine layer over a threat set, in closed form.
 
-For a neuron z = <w, x> + b of the first Conv3d, only the voxels of its receptive field
-matter.  With the per-voxel gains of ``support.py`` restricted to that field
-(``g[o, position, dt, dh, dw]``), the exact minimum over the threat set is
-
-  * one region:  <w, x0> + b + sum of g over the region  (plain interval arithmetic on the masked box);
-  * anyframes:   <w, x0> + b + the k smallest per-frame sums of g (frames are disjoint, so the
-                 choices do not interact; frames outside the field contribute 0);
-  * anypatch:    <w, x0> + b + min over placements of the box sum of g over the placement
-                 intersected with the field.  The intersection, in field coordinates, depends only
-                 on the placement's offset relative to the field, so we loop over those offsets
-                 (a few hundred) and evaluate every neuron at once with prefix sums; offsets whose
-                 absolute placement is not allowed (outside the input, off the stride) are masked.
-
-The maximum is the same computation with the gains of -w.  A first Linear (after Flatten)
-is handled by the dense support function directly.  ``attaining_point`` returns, for one
-neuron, a member of the threat set at which the bound is attained.
+A neuron z = <w, x> + b of the first affine layer is one linear function of the input, so its
+exact minimum over the set is b + min over the set of <w, x>, the support function of
+``support.py`` (and its maximum b - min of <-w, x>):
+  * a box (linf, frames, patch, or a threat's bounding box): interval arithmetic, which is exact;
+  * anyframes / anypatch and a first Conv3d: with the per-voxel gains of ``support.py``
+    restricted to a neuron's receptive field (kernel-sized boxes at position * stride - padding,
+    ``Patches``), the top-k over frames or the minimum over placements intersected with the box
+    (``ThreatSupport.best_in_boxes``); voxels outside the field contribute 0;
+  * a first Linear (after Flatten): the dense support function directly.
+``attaining_point`` returns, for one neuron, a member of the threat set at which the bound is
+attained.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..threats import AnyFrames, AnyPatch
+from .budget import default_budget, rows_per_chunk
 from .intervals import interval
-from .support import BoxSupport, ThreatSupport
+from .patches import Patches
+from .support import BoxSupport, SupportBatch, ThreatSupport
 
 
-def first_layer_bounds(layer: nn.Module, sup) -> tuple[torch.Tensor, torch.Tensor]:
+def first_layer_bounds(layer: nn.Module, sup, budget: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact (lower, upper) bounds of every output of ``layer`` (Conv3d on the input, or Linear
-    on the flattened input) over the set described by ``sup``; shapes exclude the batch axis."""
+    on the flattened input) over each of the sets of ``sup``: tensors N x output shape."""
+    if isinstance(sup, SupportBatch):
+        parts = [first_layer_bounds(layer, m, budget) for m in sup.members]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     if isinstance(layer, nn.Linear):
         A = layer.weight.reshape((layer.weight.shape[0],) + sup.shape)
-        return layer.bias + sup.min(A), layer.bias - sup.min(-A)
+        sets = torch.zeros(A.shape[0], dtype=torch.long, device=A.device)
+        lo = torch.stack([layer.bias + sup.min(A, sets + k) for k in range(sup.n)])
+        hi = torch.stack([layer.bias - sup.min(-A, sets + k) for k in range(sup.n)])
+        return lo, hi
     if not isinstance(layer, nn.Conv3d):
         raise TypeError(f"the first affine layer must be Conv3d or Linear, got {type(layer).__name__}")
     if isinstance(sup, BoxSupport):
-        lo, hi = interval(layer, sup.lo[None], sup.hi[None])
-        return lo[0], hi[0]
-    if not isinstance(sup.threat, (AnyFrames, AnyPatch)):  # a single box: interval arithmetic is exact
-        lo, hi = interval(layer, (sup.x0 + sup.dlo)[None], (sup.x0 + sup.dhi)[None])
-        return lo[0], hi[0]
+        return interval(layer, sup.lo, sup.hi)
+    if not sup.is_union:  # a single box: interval arithmetic is exact
+        return interval(layer, (sup.x0 + sup.dlo)[None], (sup.x0 + sup.dhi)[None])
+    return _union_bounds(layer, sup, budget or default_budget(sup.device))
+
+
+def neuron_rows(layer: nn.Conv3d, out_grid, neurons: torch.Tensor, in_grid) -> Patches:
+    """Rows w_o at the receptive fields of the given neurons (R x 4: channel, t, h, w)."""
+    return Patches(layer.weight[neurons[:, 0]], neurons[:, 1:], torch.zeros_like(neurons[:, 0]), tuple(out_grid),
+                   tuple(layer.stride), tuple(-p for p in layer.padding), tuple(in_grid))
+
+
+def _union_bounds(layer: nn.Conv3d, sup: ThreatSupport, budget: int):
+    """lo = z(x0) + min over choices of the summed gains of w, hi = z(x0) - the same for -w, per
+    neuron; the gains are computed per receptive-field window (shared by the output channels),
+    in chunks of output channels under the budget."""
+    out_grid = _out_grid(layer, sup.shape[1:])
     v0 = layer(sup.x0[None])[0]
-    g_min, g_max = _window_gains(layer, sup)
-    return v0 + _best(g_min, layer, sup), v0 - _best(-g_max, layer, sup)
+    per_channel = math.prod(out_grid) * layer.weight[0].numel()
+    chunk = rows_per_chunk(budget, per_channel, sup.x0.element_size())
+    lo, hi = [], []
+    for a in range(0, layer.out_channels, chunk):
+        o = torch.arange(a, min(layer.out_channels, a + chunk), device=sup.x0.device)
+        g_min, g_max = _window_gains(layer.weight[o], layer, sup)  # o x T' x H' x W' x kt x kh x kw
+        neurons = torch.stack(torch.unravel_index(torch.arange(g_min[..., 0, 0, 0].numel(), device=o.device),
+                                                  tuple(g_min.shape[:4])), 1)
+        rows = neuron_rows(layer, out_grid, neurons, sup.shape[1:])  # the boxes (the values are not used)
+        best = lambda g: sup.best_in_boxes(g.reshape((-1,) + tuple(g.shape[4:])), rows).reshape(g.shape[:4])  # noqa: E731
+        lo.append(v0[o] + best(g_min))
+        hi.append(v0[o] - best(-g_max))
+    return torch.cat(lo)[None], torch.cat(hi)[None]
 
 
-def _window_gains(layer: nn.Conv3d, sup: ThreatSupport) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per neuron and receptive-field offset: the most the voxel can lower (<= 0) and raise (>= 0) z.
-
-    Shapes O x T' x H' x W' x kt x kh x kw; padded voxels are constants and gain 0.
-    """
+def _window_gains(weight: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per neuron (output channels of ``weight``) and receptive-field offset: the most the voxel can
+    lower (<= 0) and raise (>= 0) z.  Shapes O x T' x H' x W' x kt x kh x kw; padded voxels gain 0."""
     kt, kh, kw = layer.kernel_size
     pt, ph, pw = layer.padding
     st, sh, sw = layer.stride
@@ -61,43 +86,13 @@ def _window_gains(layer: nn.Conv3d, sup: ThreatSupport) -> tuple[torch.Tensor, t
         return d.unfold(1, kt, st).unfold(2, kh, sh).unfold(3, kw, sw)
 
     lo_w, hi_w = windows(sup.dlo), windows(sup.dhi)
-    wp, wn = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
+    wp, wn = weight.clamp(min=0), weight.clamp(max=0)
     mix = lambda d, w: torch.einsum("cpqrabd,ocabd->opqrabd", d, w)  # noqa: E731
     return mix(lo_w, wp) + mix(hi_w, wn), mix(hi_w, wp) + mix(lo_w, wn)
 
 
-def _best(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.Tensor:
-    """min over the attacker's choices of the summed gain g (<= 0), per neuron."""
-    if isinstance(sup.threat, AnyFrames):
-        per_frame = g.sum((-2, -1))
-        k = min(sup.threat.k, per_frame.shape[-1])
-        return torch.topk(per_frame, k, dim=-1, largest=False).values.sum(-1)
-    return _best_patch(g, layer, sup)
-
-
-def _best_patch(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.Tensor:
-    th = sup.threat
-    size = (th.len, th.h, th.w)
-    first_last = th.bounds(tuple(sup.x0.shape))  # allowed starts per axis: every frame; rows/columns on the stride
-    steps = (1, th.stride, th.stride)
-    dev = g.device
-    indicators, allowed = [], []
-    for axis, (n, st, pad, k, s) in enumerate(zip(g.shape[1:4], layer.stride, layer.padding, layer.kernel_size, size)):
-        # offsets r of a placement's start from a field's start that intersect the field, and the
-        # intersection [max(0, r), min(k, r + s)) in field coordinates; offsets with the same
-        # intersection give the same sum, so they are grouped (allowed if any member is allowed)
-        rel = torch.arange(-(s - 1), k, device=dev)
-        span = torch.stack([rel.clamp(min=0), (rel + s).clamp(max=k)], 1)
-        uniq, group = torch.unique(span, dim=0, return_inverse=True)
-        d = torch.arange(k, device=dev)
-        indicators.append(((d[None] >= uniq[:, :1]) & (d[None] < uniq[:, 1:])).to(g.dtype))  # groups x k
-        start = (torch.arange(n, device=dev) * st - pad)[:, None] + rel[None, :]
-        ok = (start >= int(first_last[axis, 0])) & (start <= int(first_last[axis, 1])) & (start % steps[axis] == 0)
-        allowed.append(torch.zeros((n, len(uniq)), dtype=g.dtype, device=dev).index_add_(1, group, ok.to(g.dtype)) > 0)
-    # the sum of g over every intersection box, one axis at a time: o x T' x H' x W' x Gt x Gh x Gw
-    sums = torch.einsum("opqrabc,Aa,Bb,Cc->opqrABC", g, *indicators)
-    ok = allowed[0][:, None, None, :, None, None] & allowed[1][None, :, None, None, :, None] & allowed[2][None, None, :, None, None, :]
-    return torch.where(ok, sums, torch.zeros_like(sums)).flatten(-3).min(-1).values.clamp(max=0)
+def _out_grid(layer: nn.Conv3d, grid) -> tuple[int, int, int]:
+    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(grid, layer.kernel_size, layer.stride, layer.padding))
 
 
 def attaining_point(layer: nn.Module, sup, index: tuple[int, ...], upper: bool = False) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Certified bounds of every layer after the first: IBP, CROWN and alpha-CROWN, in torch.
 
 ``bounds[i]`` is a box (lo, hi) containing the input of ``layers[i]`` for every x in the set;
-``bounds[len(layers)]`` contains the logits.
+``bounds[len(layers)]`` contains the logits.  Every box has a leading axis over the N sets of the
+support (branch-and-bound bounds several sub-problems in one pass; N = 1 otherwise).
 
 CROWN (backward linear bounds): to bound <A, h_j> for the output h_j of layer j, walk back
 through the layers keeping a linear lower bound <A, h_i> + c valid for every x in the set:
@@ -13,8 +14,13 @@ through the layers keeping a linear lower bound <A, h_i> + c valid for every x i
     when l_{i*} >= u_j for every other j the window is exactly y = x_{i*}.
 At the input the final <A, x> + c is concretised by the support function of the set itself
 (``support.py``: exact over the union of boxes), not over its bounding box.
-alpha-CROWN optimises the lower ReLU slopes alpha per output row by projected gradient ascent
-on the concretised bound; every iterate is a valid bound, so the best one is kept per row.
+
+A row that starts at a neuron of a convolutional layer is kept in receptive-field form
+(``patches.py``) while it passes Conv3d, AvgPool3d and ReLU layers, and becomes a dense tensor at
+the first other layer or once its box is as large as the layer.  Rows are processed in chunks
+sized by a memory budget (``budget.py``).
+
+alpha-CROWN optimises the lower ReLU slopes alpha (``alpha.py``); every iterate is a valid bound.
 """
 from __future__ import annotations
 
@@ -24,12 +30,14 @@ import torch
 from torch import nn
 from torch.nn.grad import conv3d_input
 
-from .first_layer import first_layer_bounds
+from .budget import default_budget, rows_per_chunk
+from .first_layer import first_layer_bounds, neuron_rows
 from .intervals import interval
+from .patches import Patches
 
 NONLINEAR = (nn.ReLU, nn.MaxPool3d)
 AFFINE = (nn.Conv3d, nn.Linear)
-CHUNK_ELEMENTS = 1 << 24  # rows x input size per backward chunk (memory cap, ~128 MB in float64)
+WINDOWED = (nn.Conv3d, nn.AvgPool3d)  # linear layers a receptive-field row passes through
 
 Bounds = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -58,106 +66,226 @@ def relu_relaxation(l: torch.Tensor, u: torch.Tensor, alpha: torch.Tensor | None
     return ls, us, ui
 
 
+def relu_table(l: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """N x 4C x grid (channels stacked): CROWN lower slope, upper slope, upper intercept and the
+    unstable flag (1.0 / 0.0) of every neuron, the data a backward pass reads at a ReLU."""
+    return torch.cat(list(relu_relaxation(l, u)) + [((l < 0) & (u > 0)).to(l.dtype)], 1)
+
+
+def _triple(v) -> tuple[int, int, int]:
+    return (v,) * 3 if isinstance(v, int) else tuple(v)
+
+
 def _maxpool_relaxation(pool: nn.MaxPool3d, l: torch.Tensor, u: torch.Tensor):
-    """Per output: flat input index i* (argmax of lower bounds), exactness flag, max upper bound."""
-    k, s = pool.kernel_size, pool.stride
-    k = (k,) * 3 if isinstance(k, int) else tuple(k)
-    s = (s,) * 3 if isinstance(s, int) else tuple(s)
+    """Per set and output: flat input index i* (argmax of lower bounds), exactness flag, max upper bound."""
+    k, s = _triple(pool.kernel_size), _triple(pool.stride)
 
     def win(t):
-        return t.unfold(1, k[0], s[0]).unfold(2, k[1], s[1]).unfold(3, k[2], s[2]).flatten(-3)
+        return t.unfold(2, k[0], s[0]).unfold(3, k[1], s[1]).unfold(4, k[2], s[2]).flatten(-3)
 
     lw, uw = win(l), win(u)
-    idx = win(torch.arange(l.numel(), device=l.device).reshape(l.shape))
+    idx = win(torch.arange(l[0].numel(), device=l.device).reshape((1,) + tuple(l.shape[1:])))
     lmax, best = lw.max(-1)
     others = uw.scatter(-1, best[..., None], -math.inf).max(-1).values
-    return idx.gather(-1, best[..., None])[..., 0], lmax >= others, uw.max(-1).values
+    return idx.expand_as(lw).gather(-1, best[..., None])[..., 0], lmax >= others, uw.max(-1).values
 
 
-def backward(layers, bounds: Bounds, start: int, A: torch.Tensor, alphas: dict | None = None):
+def _per_row(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Slices t[index[m]] for every row m (a view when t has a single slice)."""
+    return t[:1].expand((index.shape[0],) + tuple(t.shape[1:])) if t.shape[0] == 1 else t[index]
+
+
+def _stays_patch(layer: nn.Module, size, grid) -> bool:
+    """Whether a row with a box of ``size`` on the output of ``layer`` passes it in box form."""
+    return isinstance(layer, WINDOWED + (nn.ReLU,)) and math.prod(size) < math.prod(grid)
+
+
+def backward(layers, bounds: Bounds, start: int, A, alphas: dict | None = None, sets: torch.Tensor | None = None,
+             alpha_index: torch.Tensor | None = None, memo: dict | None = None):
     """Walk <A, output of layers[start]> back to the input: returns (A_in, c) with
-    <A, h_start> >= <A_in, x> + c for every x whose layer inputs lie in ``bounds``."""
-    m = A.shape[0]
-    c = torch.zeros(m, dtype=A.dtype, device=A.device)
+    <A, h_start> >= <A_in, x> + c for every x whose layer inputs lie in ``bounds``.
+
+    ``A``: dense rows (M x output shape) or ``Patches``; row m belongs to set ``sets[m]`` (default
+    0; a Patches carries its own) and uses the lower slopes ``alphas[i][alpha_index[m]]`` at the
+    ReLU ``layers[i]`` (default: row m uses slice m, i.e. per-row slopes).  ``memo``: a dict the
+    caller keeps across passes over the same bounds (chunks), holding each ReLU's ``relu_table``."""
+    m = A.rows if isinstance(A, Patches) else A.shape[0]
+    ref = A.values if isinstance(A, Patches) else A
+    if sets is None:
+        sets = A.sets if isinstance(A, Patches) else torch.zeros(m, dtype=torch.long, device=ref.device)
+    if alpha_index is None:
+        alpha_index = torch.arange(m, device=ref.device)
+    memo = {} if memo is None else memo
+    c = torch.zeros(m, dtype=ref.dtype, device=ref.device)
     for i in range(start, -1, -1):
         layer, (l, u) = layers[i], bounds[i]
-        in_shape = (m,) + tuple(l.shape)
-        if isinstance(layer, nn.Linear):
-            c = c + A @ layer.bias
-            A = A @ layer.weight
-        elif isinstance(layer, nn.Conv3d):
-            c = c + A.sum((2, 3, 4)) @ layer.bias
-            A = conv3d_input(in_shape, layer.weight, A, layer.stride, layer.padding)
-        elif isinstance(layer, nn.AvgPool3d):
-            k = tuple(layer.kernel_size) if not isinstance(layer.kernel_size, int) else (layer.kernel_size,) * 3
-            ch = l.shape[0]
-            w = torch.full((ch, 1) + k, 1.0 / math.prod(k), dtype=A.dtype, device=A.device)
-            A = conv3d_input(in_shape, w, A, layer.stride, 0, groups=ch)
-        elif isinstance(layer, nn.Flatten):
-            A = A.reshape(in_shape)
-        elif isinstance(layer, nn.ReLU):
-            ls, us, ui = relu_relaxation(l, u, None if alphas is None else alphas.get(i))
-            pos, neg = A.clamp(min=0), A.clamp(max=0)
-            c = c + (neg * ui).flatten(1).sum(1)
-            A = pos * ls + neg * us
-        elif isinstance(layer, nn.MaxPool3d):
-            idx, exact, umax = _maxpool_relaxation(layer, l, u)
-            pos, neg = A.clamp(min=0), A.clamp(max=0)
-            c = c + (neg * (~exact) * umax).flatten(1).sum(1)
-            coef = (pos + neg * exact).flatten(1)
-            A = torch.zeros(m, l.numel(), dtype=A.dtype, device=A.device)
-            A = A.scatter_add(1, idx.flatten()[None].expand(m, -1), coef).reshape(in_shape)
+        if isinstance(A, Patches) and not _stays_patch(layer, A.size, A.grid):
+            A = A.to_dense()
+        if isinstance(layer, nn.ReLU):
+            if i not in memo:
+                memo[i] = relu_table(l, u)
+            alpha = None if alphas is None or i not in alphas else alphas[i]
+            A, c = _relu_step(memo[i], l, u, A, c, sets, alpha, alpha_index)
+        elif isinstance(A, Patches):
+            A, c = _patch_step(layer, l, A, c)
         else:
-            raise TypeError(f"no bound rule for layer {i} ({type(layer).__name__})")
+            A, c = _dense_step(layer, l, u, A, c, sets)
     return A, c
 
 
-def crown_lower(layers, bounds: Bounds, sup, start: int, A: torch.Tensor, alphas=None) -> torch.Tensor:
-    """Lower bounds of <A_m, output of layers[start]> over the set, concretised by ``sup``."""
-    A_in, c = backward(layers, bounds, start, A, alphas)
-    return sup.min(A_in) + c
+def _relu_step(table, l, u, A, c, sets, alpha, alpha_index):
+    """Through a ReLU: positive coefficients take the lower line, negative ones the upper line."""
+    ch = l.shape[1]
+    if isinstance(A, Patches):  # the table of every row's set read at its box
+        ls, us, ui, unstable = A.gather(table).split(ch, 1)
+        if alpha is not None:
+            ls = torch.where(unstable > 0, A.gather(alpha, alpha_index), ls)
+        v = A.values
+    else:
+        if alpha is None:
+            ls, us, ui = (_per_row(t, sets) for t in table.split(ch, 1)[:3])
+        else:
+            ls, us, ui = relu_relaxation(_per_row(l, sets), _per_row(u, sets), _per_row(alpha, alpha_index))
+        v = A
+    pos, neg = v.clamp(min=0), v.clamp(max=0)
+    out = pos * ls + neg * us
+    return (A.with_values(out) if isinstance(A, Patches) else out), c + (neg * ui).flatten(1).sum(1)
 
 
-def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torch.Tensor, which: torch.Tensor):
-    """Tighten (lo, hi) of the outputs of layers[j] selected by the mask ``which`` with their CROWN
-    bounds (rows +e_n for lower, -e_n for upper bounds), in row chunks; the rest is kept."""
-    shape, n = tuple(lo.shape), lo.numel()
-    picked = which.reshape(-1).nonzero()[:, 0]
-    width = max(math.prod(b[0].shape) for b in bounds[: j + 1])
-    chunk = max(1, CHUNK_ELEMENTS // width // 2)
-    lo, hi = lo.reshape(-1).clone(), hi.reshape(-1).clone()
+def _dense_step(layer, l, u, A, c, sets):
+    m = A.shape[0]
+    in_shape = (m,) + tuple(l.shape[1:])
+    if isinstance(layer, nn.Linear):
+        return A @ layer.weight, c + A @ layer.bias
+    if isinstance(layer, nn.Conv3d):
+        return conv3d_input(in_shape, layer.weight, A, layer.stride, layer.padding), c + A.sum((2, 3, 4)) @ layer.bias
+    if isinstance(layer, nn.AvgPool3d):
+        k = _triple(layer.kernel_size)
+        w = torch.full((in_shape[1], 1) + k, 1.0 / math.prod(k), dtype=A.dtype, device=A.device)
+        return conv3d_input(in_shape, w, A, _triple(layer.stride), 0, groups=in_shape[1]), c
+    if isinstance(layer, nn.Flatten):
+        return A.reshape(in_shape), c
+    if isinstance(layer, nn.MaxPool3d):
+        idx, exact, umax = (_per_row(t, sets) for t in _maxpool_relaxation(layer, l, u))
+        pos, neg = A.clamp(min=0), A.clamp(max=0)
+        c = c + (neg * (~exact) * umax).flatten(1).sum(1)
+        coef = (pos + neg * exact).flatten(1)
+        out = torch.zeros(m, l[0].numel(), dtype=A.dtype, device=A.device)
+        return out.scatter_add(1, idx.flatten(1), coef).reshape(in_shape), c
+    raise TypeError(f"no bound rule for layer {type(layer).__name__}")
+
+
+def _patch_step(layer, l, A: Patches, c):
+    """Through a windowed linear layer, in box form."""
+    in_grid = tuple(l.shape[2:])
+    if isinstance(layer, nn.Conv3d):
+        c = c + A.values.sum((2, 3, 4)) @ layer.bias
+        return A.through_window(layer.weight, layer.stride, layer.padding, in_grid), c
+    ch, k = l.shape[1], _triple(layer.kernel_size)
+    w = torch.full((ch, 1) + k, 1.0 / math.prod(k), dtype=A.values.dtype, device=A.values.device)
+    return A.through_window(w, _triple(layer.stride), (0, 0, 0), in_grid, groups=ch), c
+
+
+def crown_lower(layers, bounds: Bounds, sup, start: int, A, alphas=None, sets=None, alpha_index=None,
+                memo: dict | None = None) -> torch.Tensor:
+    """Lower bounds of <A_m, output of layers[start]> over the set of each row, concretised by ``sup``."""
+    A_in, c = backward(layers, bounds, start, A, alphas, sets, alpha_index, memo)
+    if sets is None and not isinstance(A_in, Patches):
+        sets = torch.zeros(A_in.shape[0], dtype=torch.long, device=A_in.device)
+    return sup.min(A_in, sets) + c
+
+
+def row_elements(layers, shapes, start: int) -> int:
+    """The most elements one backward row from the output of ``layers[start]`` holds at any layer
+    (its box times channels, or the whole layer once dense); ``shapes[i]`` is the input of layer i."""
+    out = shapes[start + 1]
+    size = (1, 1, 1) if len(out) == 4 else None
+    most = out[0] if size else math.prod(out)
+    for i in range(start, -1, -1):
+        layer, shape = layers[i], shapes[i]
+        if size is not None and not _stays_patch(layer, size, shapes[i + 1][1:]):
+            size = None
+        if size is not None and isinstance(layer, WINDOWED):
+            k, s = _triple(layer.kernel_size), _triple(layer.stride)
+            size = tuple((p - 1) * st + kk for p, st, kk in zip(size, s, k))
+        most = max(most, shape[0] * math.prod(size) if size else math.prod(shape))
+    return most
+
+
+def start_rows(layers, shapes, j: int, neurons: torch.Tensor, sets: torch.Tensor, dtype, device):
+    """Rows +e_n and -e_n (first and second half) on the output of ``layers[j]`` for the given
+    neurons (K x output ndim), walked through layer j when it is affine: (rows, c, next layer)."""
+    layer, out = layers[j], shapes[j + 1]
+    sets2 = torch.cat([sets, sets])
+    if isinstance(layer, nn.Conv3d):
+        rows = neuron_rows(layer, out[1:], torch.cat([neurons, neurons]), shapes[j][1:])
+        sign = torch.cat([torch.ones(len(neurons)), -torch.ones(len(neurons))]).to(dtype=dtype, device=device)
+        rows = Patches(rows.values * sign[:, None, None, None, None], rows.pos, sets2, rows.starts, rows.stride,
+                       rows.offset, rows.grid)
+        return rows, sign * layer.bias[neurons[:, 0]].repeat(2), j - 1
+    if isinstance(layer, nn.Linear):
+        w, b = layer.weight[neurons[:, 0]], layer.bias[neurons[:, 0]]
+        return torch.cat([w, -w]), torch.cat([b, -b]), j - 1
+    k = len(neurons)
+    if len(out) == 4:
+        values = torch.zeros((2 * k, out[0], 1, 1, 1), dtype=dtype, device=device)
+        values[torch.arange(2 * k, device=device), torch.cat([neurons, neurons])[:, 0]] = torch.cat(
+            [torch.ones(k), -torch.ones(k)]).to(dtype=dtype, device=device)[:, None, None, None]
+        rows = Patches(values, torch.cat([neurons, neurons])[:, 1:], sets2, tuple(out[1:]), (1, 1, 1), (0, 0, 0),
+                       tuple(out[1:]))
+        return rows, torch.zeros(2 * k, dtype=dtype, device=device), j
+    eye = torch.zeros((2 * k, math.prod(out)), dtype=dtype, device=device)
+    flat = neurons[:, 0]
+    eye[torch.arange(k, device=device), flat] = 1.0
+    eye[torch.arange(k, 2 * k, device=device), flat] = -1.0
+    return eye.reshape((2 * k,) + tuple(out)), torch.zeros(2 * k, dtype=dtype, device=device), j
+
+
+def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torch.Tensor, which: torch.Tensor,
+                 budget: int | None = None):
+    """Tighten (lo, hi) (N x output shape of layers[j]) where the mask ``which`` is set, with their
+    CROWN bounds (rows +e_n for lower, -e_n for upper bounds), in chunks under the memory budget."""
+    shapes = [tuple(b[0].shape[1:]) for b in bounds] + [tuple(lo.shape[1:])]
+    picked = which.nonzero()  # K x (1 + ndim): set, neuron
+    if which.dim() == 5:  # by set and position, so a chunk reads few distinct boxes of per-neuron data
+        picked = picked[torch.argsort(((picked[:, 0] * which.shape[2] + picked[:, 2]) * which.shape[3] + picked[:, 3])
+                                      * which.shape[4] + picked[:, 4], stable=True)]
+    budget = budget or default_budget(lo.device)
+    chunk = max(1, rows_per_chunk(budget, row_elements(layers, shapes, j), lo.element_size()) // 2)
+    lo, hi, memo = lo.clone(), hi.clone(), {}
     for a in range(0, len(picked), chunk):
-        idx = picked[a:a + chunk]
-        eye = torch.zeros((len(idx), n), dtype=sup.dtype, device=sup.device)
-        eye[torch.arange(len(idx)), idx] = 1.0
-        res = crown_lower(layers, bounds, sup, j, torch.cat([eye, -eye]).reshape((2 * len(idx),) + shape))
-        lo[idx] = torch.maximum(lo[idx], res[: len(idx)])
-        hi[idx] = torch.minimum(hi[idx], -res[len(idx):])
-    return lo.reshape(shape), hi.reshape(shape)
+        part = picked[a:a + chunk]
+        sets, neurons = part[:, 0], part[:, 1:]
+        A, c, nxt = start_rows(layers, shapes, j, neurons, sets, lo.dtype, lo.device)
+        res = c + crown_lower(layers, bounds, sup, nxt, A, sets=torch.cat([sets, sets]), memo=memo)
+        k, where = len(part), tuple(part.t())
+        lo[where] = torch.maximum(lo[where], res[:k])
+        hi[where] = torch.minimum(hi[where], -res[k:])
+    return lo, hi
 
 
-def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = None) -> Bounds:
-    """Bounds of every layer input over the set: the first affine layer exactly, the rest by
-    IBP, and for inputs of nonlinear layers by CROWN too (intersected with IBP; for a ReLU only
-    where IBP leaves it unstable, since CROWN cannot change a stable phase) unless
+def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = None, budget: int | None = None) -> Bounds:
+    """Bounds of every layer input over each set of ``sup`` (N x shape): the first affine layer
+    exactly, the rest by IBP, and for inputs of nonlinear layers by CROWN too (intersected with IBP;
+    for a ReLU only where IBP leaves it unstable, since CROWN cannot change a stable phase) unless
     ``relaxation == "ibp"``.
 
-    ``splits`` (branch-and-bound) maps a ReLU's layer index to a tensor shaped like its input with
-    +1 (the sub-problem requires input >= 0), -1 (input <= 0) or 0 (free); the bounds of that input
-    are clipped accordingly, which is sound on the sub-problem.  A lower bound above an upper bound
-    then means the sub-problem is empty."""
+    ``splits`` (branch-and-bound) maps a ReLU's layer index to a tensor shaped like its input (or
+    N x that) with +1 (the sub-problem requires input >= 0), -1 (input <= 0) or 0 (free); the
+    bounds of that input are clipped accordingly, which is sound on the sub-problem.  A lower bound
+    above an upper bound then means the sub-problem is empty."""
     f = first_affine_index(layers)
     bounds: Bounds = [(sup.box_lo, sup.box_hi)]
     for i, layer in enumerate(layers):
         if i == f:
-            lo, hi = first_layer_bounds(layer, sup)
+            lo, hi = first_layer_bounds(layer, sup, budget)
         else:
-            lo, hi = (t[0] for t in interval(layer, bounds[i][0][None], bounds[i][1][None]))
+            lo, hi = interval(layer, *bounds[i])
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             if relaxation != "ibp" and i > f and isinstance(nxt, NONLINEAR):
                 # a ReLU only needs better bounds where IBP leaves it unstable; a max-pool uses them all
                 which = (lo < 0) & (hi > 0) if isinstance(nxt, nn.ReLU) else torch.ones_like(lo, dtype=torch.bool)
-                lo, hi = crown_refine(layers, bounds, sup, i, lo, hi, which)
+                lo, hi = crown_refine(layers, bounds, sup, i, lo, hi, which, budget)
         if splits is not None and i + 1 in splits:
             lo = torch.where(splits[i + 1] > 0, lo.clamp(min=0), lo)
             hi = torch.where(splits[i + 1] < 0, hi.clamp(max=0), hi)
@@ -174,52 +302,45 @@ def spec_matrix(n_classes: int, y: int, dtype=torch.float64, device=None) -> tor
     return S
 
 
-def margin_bounds(layers, bounds: Bounds, sup, S: torch.Tensor, relaxation: str = "crown",
-                  alpha_steps: int = 30, alpha_lr: float = 0.25) -> torch.Tensor:
-    """Lower bounds of S @ logits over the set.
-
-    IBP folds S into the last Linear (interval arithmetic on its input box); CROWN and
-    alpha-CROWN start their backward pass from S; the result is the best of the valid bounds.
-    """
+def ibp_margins(layers, bounds: Bounds, S: torch.Tensor) -> torch.Tensor:
+    """Lower bounds of S @ logits per set (N x M) by interval arithmetic, with S folded into the
+    last Linear (interval arithmetic on its input box)."""
     last = len(layers) - 1
     l, u = bounds[last]
     if isinstance(layers[last], nn.Linear):
-        folded = nn.Linear(l.numel(), S.shape[0], dtype=S.dtype, device=S.device)
+        folded = nn.Linear(l.shape[1], S.shape[0], dtype=S.dtype, device=S.device)
         with torch.no_grad():
             folded.weight.copy_(S @ layers[last].weight)
             folded.bias.copy_(S @ layers[last].bias)
-        lb = interval(folded, l[None], u[None])[0][0].detach()
-    else:
-        lo, hi = bounds[last + 1]
-        lb = (S.clamp(min=0) @ lo + S.clamp(max=0) @ hi)
+        return interval(folded, l, u)[0].detach()
+    lo, hi = bounds[last + 1]
+    return lo @ S.clamp(min=0).t() + hi @ S.clamp(max=0).t()
+
+
+def spec_lower(layers, bounds: Bounds, sup, S: torch.Tensor, budget: int | None = None) -> torch.Tensor:
+    """CROWN lower bounds of S @ logits per set (N x M), in chunks of sets under the budget."""
+    last, n, m = len(layers) - 1, bounds[0][0].shape[0], S.shape[0]
+    shapes = [tuple(b[0].shape[1:]) for b in bounds]
+    per_set = m * max(math.prod(s) for s in shapes)
+    chunk = rows_per_chunk(budget or default_budget(S.device), per_set, S.element_size())
+    out = []
+    for a in range(0, n, chunk):
+        sets = torch.arange(a, min(n, a + chunk), device=S.device).repeat_interleave(m)
+        A = S.repeat(len(sets) // m, 1)
+        out.append(crown_lower(layers, bounds, sup, last, A, sets=sets).reshape(-1, m))
+    return torch.cat(out)
+
+
+def margin_bounds(layers, bounds: Bounds, sup, S: torch.Tensor, relaxation: str = "crown",
+                  alpha_steps: int = 30, alpha_lr: float = 0.25, budget: int | None = None) -> torch.Tensor:
+    """Lower bounds of S @ logits over each set (N x M): the best of the valid bounds (IBP, CROWN
+    and, for alpha-CROWN, the optimised slopes on the margins CROWN leaves open)."""
+    lb = ibp_margins(layers, bounds, S)
     if relaxation == "ibp":
         return lb
-    lb = torch.maximum(lb, crown_lower(layers, bounds, sup, last, S))
-    open_rows = lb <= 0  # alpha-CROWN only works on margins CROWN has not already proven
-    if relaxation == "alpha-crown" and open_rows.any():
-        lb[open_rows] = torch.maximum(lb[open_rows], _alpha_crown(layers, bounds, sup, S[open_rows], alpha_steps, alpha_lr))
+    lb = torch.maximum(lb, spec_lower(layers, bounds, sup, S, budget))
+    if relaxation == "alpha-crown":
+        from .alpha import alpha_margins
+
+        lb = alpha_margins(layers, bounds, sup, S, lb, alpha_steps, alpha_lr)
     return lb
-
-
-def _alpha_crown(layers, bounds: Bounds, sup, S, steps: int, lr: float) -> torch.Tensor:
-    last, m = len(layers) - 1, S.shape[0]
-    alphas = {}
-    for i, layer in enumerate(layers):
-        if isinstance(layer, nn.ReLU):
-            l, u = bounds[i]
-            if ((l < 0) & (u > 0)).any():
-                init = relu_relaxation(l, u)[0].expand((m,) + tuple(l.shape)).clone()
-                alphas[i] = init.requires_grad_(True)
-    best = torch.full((m,), -math.inf, dtype=S.dtype, device=S.device)
-    if not alphas:
-        return best
-    params = list(alphas.values())
-    for step in range(steps):
-        lb = crown_lower(layers, bounds, sup, last, S, alphas)
-        best = torch.maximum(best, lb.detach())
-        grads = torch.autograd.grad(lb.sum(), params)
-        with torch.no_grad():  # projected signed-gradient ascent with a decaying step
-            for a, g in zip(params, grads):
-                a.add_(lr * (0.9 ** step) * g.sign()).clamp_(0.0, 1.0)
-    with torch.no_grad():
-        return torch.maximum(best, crown_lower(layers, bounds, sup, last, S, alphas))

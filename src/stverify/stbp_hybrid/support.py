@@ -11,16 +11,27 @@ and the minimum over S is  <a, x0> + min over choices of the sum of g over the c
   * one region (linf, frames, patch): the sum of g over the region;
   * anyframes (frames are disjoint): the sum of the k smallest per-frame sums;
   * anypatch: the smallest box sum of g over all placements (3D prefix sums).
-Every case is exact, not a relaxation.  ``BoxSupport`` is the same for a plain box, used by the
-baselines that see only the threat's bounding box.
+Every case is exact, not a relaxation.  A set that is one box (linf, frames, patch) is
+concretised at box cost, <a, c> - <|a|, r> with centre c and radius r (``BoxSupport``, also the
+baseline that sees only a threat's bounding box).
+
+Rows may be dense (M x C x T x H x W) or receptive-field boxes (``Patches``): a row that is zero
+outside a box has its gains outside the box 0, so only the box is summed; for anyframes the
+frames outside the box contribute 0 (the k smallest per-frame sums of the box, every sum <= 0,
+are exact), and for anypatch a placement contributes its intersection with the box.
+
+A support describes ``n`` sets over the same input (branch-and-bound sub-problems): ``box_lo`` /
+``box_hi`` are N x shape, and row m is concretised over set ``sets[m]``.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Threat
-
+from .patches import Patches
 
 _CORNERS = [(dt, dy, dx, (-1) ** (3 - dt - dy - dx)) for dt in (0, 1) for dy in (0, 1) for dx in (0, 1)]
 
@@ -45,32 +56,61 @@ def prefix_sums(g: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(p, (1, 0, 1, 0, 1, 0))
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise <a_m, b_m> over all but the first axis."""
+    return torch.einsum("ri,ri->r", a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1))
+
+
+def _per_row(A, t: torch.Tensor, sets: torch.Tensor | None) -> torch.Tensor:
+    """The per-set tensor t (N x shape) read for every row of A (dense, or at its box)."""
+    if isinstance(A, Patches):
+        return A.gather(t)
+    if sets is None or t.shape[0] == 1:
+        return t[:1].expand((A.shape[0],) + tuple(t.shape[1:]))
+    return t[sets]
+
+
 class BoxSupport:
-    """min <a, x> over the box [lo, hi]: <a, c> - <|a|, r>."""
+    """min <a, x> over the box [lo, hi]: <a, c> - <|a|, r>.  ``BoxSupport.stack`` makes N boxes."""
 
     def __init__(self, lo: torch.Tensor, hi: torch.Tensor):
-        self.lo, self.hi = lo, hi
-        self.box_lo, self.box_hi = lo, hi
+        self.lo, self.hi = lo[None], hi[None]  # N x shape
         self.shape, self.dtype, self.device = tuple(lo.shape), lo.dtype, lo.device
-        self.center, self.radius = (hi + lo) / 2, (hi - lo) / 2
+        self._finish()
 
-    def min(self, A: torch.Tensor) -> torch.Tensor:
-        dims = tuple(range(1, A.dim()))
-        return (A * self.center).sum(dims) - (A.abs() * self.radius).sum(dims)
+    @classmethod
+    def stack(cls, boxes: list["BoxSupport"]) -> "BoxSupport":
+        out = cls.__new__(cls)
+        out.lo, out.hi = torch.cat([b.lo for b in boxes]), torch.cat([b.hi for b in boxes])
+        out.shape, out.dtype, out.device = boxes[0].shape, boxes[0].dtype, boxes[0].device
+        out._finish()
+        return out
 
-    def argmin(self, a: torch.Tensor) -> torch.Tensor:
-        return torch.where(a > 0, self.lo, torch.where(a < 0, self.hi, self.center))
+    def _finish(self):
+        self.n = self.lo.shape[0]
+        self.box_lo, self.box_hi = self.lo, self.hi
+        self.center, self.radius = (self.hi + self.lo) / 2, (self.hi - self.lo) / 2
+
+    def min(self, A, sets: torch.Tensor | None = None) -> torch.Tensor:
+        v = A.values if isinstance(A, Patches) else A
+        return _dot(v, _per_row(A, self.center, sets)) - _dot(v.abs(), _per_row(A, self.radius, sets))
+
+    def argmin(self, a: torch.Tensor, k: int = 0) -> torch.Tensor:
+        """A corner of box k attaining min <a, x>."""
+        return torch.where(a > 0, self.lo[k], torch.where(a < 0, self.hi[k], self.center[k]))
 
 
 class ThreatSupport:
-    """min <a, x> over the threat set S(x0) itself (see the module docstring)."""
+    """min <a, x> over the threat set S(x0) itself (see the module docstring); one set."""
+
+    n = 1
 
     def __init__(self, x0: np.ndarray, threat: Threat, domain=DEFAULT_DOMAIN, dtype=torch.float64, device=None):
         lo, hi = threat.interval(x0, domain)
         as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)  # noqa: E731
         self.threat, self.shape, self.dtype, self.device = threat, tuple(np.shape(x0)), dtype, device
         self.x0 = as_t(x0)
-        self.box_lo, self.box_hi = (as_t(b) for b in threat.bounding_box(x0, domain))
+        self.box_lo, self.box_hi = (as_t(b)[None] for b in threat.bounding_box(x0, domain))
         self.dlo, self.dhi = as_t(lo - x0), as_t(hi - x0)
         if isinstance(threat, AnyPatch):
             self.starts = torch.as_tensor(threat.placements(self.shape), device=device)
@@ -79,12 +119,21 @@ class ThreatSupport:
             self.mask = as_t(threat.perturbable(self.shape)[None].astype(np.float64))
             self.dlo, self.dhi = self.dlo * self.mask, self.dhi * self.mask
 
-    def gains(self, A: torch.Tensor) -> torch.Tensor:
-        """g (M x T x H x W): the most each voxel can lower <a_m, x> when perturbed."""
-        return (A.clamp(min=0) * self.dlo + A.clamp(max=0) * self.dhi).sum(1)
+    @property
+    def is_union(self) -> bool:
+        """Whether the set is a union of several boxes (else it is one box)."""
+        return isinstance(self.threat, (AnyFrames, AnyPatch))
+
+    def gains(self, A, dlo=None, dhi=None) -> torch.Tensor:
+        """g (M x T x H x W, or M x box): the most each voxel can lower <a_m, x> when perturbed
+        (``dlo`` / ``dhi``: the ranges already read for the rows, else read here)."""
+        v = A.values if isinstance(A, Patches) else A
+        if dlo is None:
+            dlo, dhi = (_per_row(A, d[None], None) for d in (self.dlo, self.dhi))
+        return (v.clamp(min=0) * dlo + v.clamp(max=0) * dhi).sum(1)
 
     def best_choice(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(min over choices of the summed gain, the chosen frames / placement index) per row."""
+        """(min over choices of the summed gain, the chosen frames / placement index) per dense row."""
         if isinstance(self.threat, AnyFrames):
             per_frame = g.sum((2, 3))
             vals, idx = torch.topk(per_frame, self.threat.k, dim=1, largest=False)
@@ -97,12 +146,24 @@ class ThreatSupport:
             return vals, idx
         return g.sum((1, 2, 3)), torch.zeros(g.shape[0], dtype=torch.long, device=g.device)
 
-    def min(self, A: torch.Tensor) -> torch.Tensor:
-        """Exact min over S(x0) of <A_m, x> for every row m (A is M x C x T x H x W)."""
-        base = (A * self.x0).sum((1, 2, 3, 4))
-        return base + self.best_choice(self.gains(A))[0]
+    def best_in_boxes(self, g: torch.Tensor, P: Patches) -> torch.Tensor:
+        """min over choices of the summed gain, per row of P (g: R x box)."""
+        if isinstance(self.threat, AnyFrames):
+            per_frame = g.sum((2, 3))
+            k = min(self.threat.k, per_frame.shape[1])
+            return torch.topk(per_frame, k, dim=1, largest=False).values.sum(1)
+        if isinstance(self.threat, AnyPatch):
+            return _best_placement_in_boxes(g, P, self.threat, self.shape)
+        return g.sum((1, 2, 3))
 
-    def argmin(self, a: torch.Tensor) -> torch.Tensor:
+    def min(self, A, sets: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact min over S(x0) of <A_m, x> for every row m (A is M x C x T x H x W, or Patches)."""
+        if isinstance(A, Patches):
+            x0, dlo, dhi = A.gather(torch.cat([self.x0, self.dlo, self.dhi])[None]).split(self.shape[0], 1)
+            return _dot(A.values, x0) + self.best_in_boxes(self.gains(A, dlo, dhi), A)
+        return _dot(A, self.x0[None].expand_as(A)) + self.best_choice(self.gains(A))[0]
+
+    def argmin(self, a: torch.Tensor, k: int = 0) -> torch.Tensor:
         """A point of S(x0) attaining min <a, x> (a is C x T x H x W)."""
         _, choice = self.best_choice(self.gains(a[None]))
         region = torch.zeros(self.shape[1:], dtype=torch.bool, device=a.device)
@@ -115,3 +176,62 @@ class ThreatSupport:
             region[:] = True
         d = torch.where(a > 0, self.dlo, torch.where(a < 0, self.dhi, torch.zeros_like(a)))
         return self.x0 + d * region
+
+
+def _best_placement_in_boxes(g: torch.Tensor, P: Patches, threat: AnyPatch, shape) -> torch.Tensor:
+    """min over anypatch placements of the sum of g over (placement intersected with the row's box).
+
+    Along each axis the intersection, in box coordinates, depends only on the placement's start
+    relative to the box corner; relative starts with the same intersection give the same sum, so
+    they are grouped (a group is allowed for a row if any member is an allowed absolute start:
+    inside the area, on the stride).  Sums over every group triple are three small contractions."""
+    first_last = threat.bounds(shape)
+    steps = (1, threat.stride, threat.stride)
+    dev, size = g.device, (threat.len, threat.h, threat.w)
+    sums, ok = g, None
+    for axis in range(3):
+        k, s, n = P.size[axis], size[axis], P.starts[axis]
+        rel = torch.arange(-(s - 1), k, device=dev)
+        span = torch.stack([rel.clamp(min=0), (rel + s).clamp(max=k)], 1)
+        uniq, group = torch.unique(span, dim=0, return_inverse=True)
+        d = torch.arange(k, device=dev)
+        indicator = ((d[None] >= uniq[:, :1]) & (d[None] < uniq[:, 1:])).to(g.dtype)  # groups x k
+        start = (torch.arange(n, device=dev) * P.stride[axis] + P.offset[axis])[:, None] + rel[None, :]
+        allowed = (start >= int(first_last[axis, 0])) & (start <= int(first_last[axis, 1])) & (start % steps[axis] == 0)
+        per_pos = torch.zeros((n, len(uniq)), dtype=g.dtype, device=dev).index_add_(1, group, allowed.to(g.dtype)) > 0
+        sums = torch.tensordot(sums, indicator, dims=([1 + axis], [1])).movedim(-1, 1 + axis)
+        row_ok = per_pos[P.pos[:, axis]]  # R x groups
+        shaped = row_ok.reshape((row_ok.shape[0],) + (1,) * axis + (row_ok.shape[1],) + (1,) * (2 - axis))
+        ok = shaped if ok is None else ok & shaped
+    return torch.where(ok, sums, torch.zeros_like(sums)).flatten(1).min(1).values.clamp(max=0)
+
+
+class SupportBatch:
+    """N sets that are not all boxes (branch-and-bound sub-threats): each row by its own set."""
+
+    def __init__(self, members: list):
+        self.members, self.n = members, len(members)
+        self.shape, self.dtype, self.device = members[0].shape, members[0].dtype, members[0].device
+        self.box_lo = torch.cat([m.box_lo for m in members])
+        self.box_hi = torch.cat([m.box_hi for m in members])
+
+    def min(self, A, sets: torch.Tensor | None = None) -> torch.Tensor:
+        sets = A.sets if isinstance(A, Patches) else sets
+        out = torch.empty(sets.shape[0], dtype=self.dtype, device=self.device)
+        for k in torch.unique(sets).tolist():
+            rows = (sets == k).nonzero()[:, 0]
+            part = replace(A[rows], sets=torch.zeros_like(rows)) if isinstance(A, Patches) else A[rows]
+            out[rows] = self.members[k].min(part, torch.zeros_like(rows))
+        return out
+
+    def argmin(self, a: torch.Tensor, k: int = 0) -> torch.Tensor:
+        return self.members[k].argmin(a)
+
+
+def stack_supports(members: list):
+    """One support over the sets of ``members`` (each describing one set)."""
+    if len(members) == 1:
+        return members[0]
+    if all(isinstance(m, BoxSupport) for m in members):
+        return BoxSupport.stack(members)
+    return SupportBatch(members)
