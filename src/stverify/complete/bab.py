@@ -122,20 +122,30 @@ class _BaB:
         self.seq = itertools.count()
         self.stats = dict(nodes=0, pruned=0, empty=0, max_depth=0, threat_splits=0, relu_splits=0, milp_leaves=0,
                           milp_verified=0, attacks=0, bound_passes=0, bound_s=0.0, milp_s=0.0, attack_s=0.0, branch_s=0.0)
+        self.ahead: dict[Threat, object] = {}  # certificates of sub-threats bounded ahead of their turn
         self.proven_lb = math.inf  # min over proven leaves of their margin bound
         self.open_lb = math.inf  # min over undecided leaves and open nodes of their margin bound
 
     # --- bounding ------------------------------------------------------------------------
-    def bound(self, children: list[tuple]) -> list[Node]:
+    def bound(self, children: list[tuple], ahead: list[Threat] = ()) -> list[Node]:
         """The open nodes among the sub-problems (threat, splits, depth, parent bound, new threat?),
-        all bounded in one batched STBP pass (``certify_batch``); proven ones are counted."""
-        if not children:
-            return []
-        t = time.perf_counter()
-        certs = certify_batch(self.net, self.x, self.y, [(c[0], c[1] or None) for c in children], "crown", "threat",
-                              self.domain)
-        self.stats["bound_s"] += time.perf_counter() - t
-        self.stats["bound_passes"] += 1
+        all bounded in one batched STBP pass (``certify_batch``); proven ones are counted.  The
+        sub-threats ``ahead`` (without phase constraints) are bounded in the same pass and kept
+        for when they are reached (the root's threat children: an instance that needs BaB is
+        rarely proven by the root bound alone)."""
+        fresh = [bool(c[1]) or c[0] not in self.ahead for c in children]
+        todo = [c for c, f in zip(children, fresh) if f]
+        if not todo and not ahead:
+            certs = []
+        else:
+            t = time.perf_counter()
+            certs = certify_batch(self.net, self.x, self.y, [(c[0], c[1] or None) for c in todo] + [(a, None) for a in ahead],
+                                  "crown", "threat", self.domain)
+            self.stats["bound_s"] += time.perf_counter() - t
+            self.stats["bound_passes"] += 1
+        self.ahead.update(zip(ahead, certs[len(todo):]))
+        done = iter(certs[:len(todo)])
+        certs = [next(done) if f else self.ahead.pop(c[0]) for c, f in zip(children, fresh)]
         out = []
         for (threat, splits, depth, parent_lb, new_threat), cert in zip(children, certs):
             self.stats["nodes"] += 1
@@ -251,7 +261,8 @@ class _BaB:
     def run(self) -> tuple[str, object, str]:
         """(status, counterexample or None, message); sets ``open_lb`` to the lowest bound of the
         parts left undecided."""
-        queue = self.bound([(self.threat, {}, 0, np.full(self.net.n_classes, -math.inf), False)])
+        queue = self.bound([(self.threat, {}, 0, np.full(self.net.n_classes, -math.inf), False)],
+                           ahead=threat_children(self.threat, self.x.shape))
         undecided: list[str] = []
         while queue:
             popped = [heapq.heappop(queue) for _ in range(min(NODES_PER_PASS, len(queue)))]  # lowest bounds first

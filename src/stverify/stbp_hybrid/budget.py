@@ -9,11 +9,15 @@ R * E * itemsize * LIVE_COPIES <= budget.  The default budget is half the memory
 """
 from __future__ import annotations
 
+import time
+
 import psutil
 import torch
 
 LIVE_COPIES = 10
 DEFAULT_SHARE = 0.5
+REFRESH_S = 10.0
+_read: dict[str, tuple[float, int]] = {}
 # Speed caps a chunk well below the budget: tensors of about this many elements stay in cache and
 # reuse freed allocations, where large fresh ones are page-faulted in (on the 2-core test machine
 # an elementwise pass over 1M float64 elements per tensor ran 3-10x faster than over 35M).
@@ -21,11 +25,17 @@ CHUNK_ELEMENTS = 1 << 19
 
 
 def default_budget(device=None) -> int:
-    """Bytes: DEFAULT_SHARE of the memory available now on ``device``."""
-    if device is not None and torch.device(device).type == "cuda":
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(DEFAULT_SHARE * free)
-    return int(DEFAULT_SHARE * psutil.virtual_memory().available)
+    """Bytes: DEFAULT_SHARE of the memory available on ``device`` (read at most every
+    REFRESH_S seconds: reading it costs about as much as bounding a tiny network)."""
+    key = str(device)
+    now = time.monotonic()
+    if key not in _read or now - _read[key][0] > REFRESH_S:
+        if device is not None and torch.device(device).type == "cuda":
+            free = torch.cuda.mem_get_info(torch.device(device))[0]
+        else:
+            free = psutil.virtual_memory().available
+        _read[key] = (now, int(DEFAULT_SHARE * free))
+    return _read[key][1]
 
 
 def rows_per_chunk(budget: int, elements_per_row: int, itemsize: int) -> int:

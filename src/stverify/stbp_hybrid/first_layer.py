@@ -30,8 +30,13 @@ def first_layer_bounds(layer: nn.Module, sup, budget: int | None = None) -> tupl
     """Exact (lower, upper) bounds of every output of ``layer`` (Conv3d on the input, or Linear
     on the flattened input) over each of the sets of ``sup``: tensors N x output shape."""
     if isinstance(sup, SupportBatch):
-        parts = [first_layer_bounds(layer, m, budget) for m in sup.members]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        lo = hi = None
+        for part, ids in sup.parts:
+            plo, phi = first_layer_bounds(layer, part, budget)
+            if lo is None:
+                lo, hi = plo.new_empty((sup.n,) + tuple(plo.shape[1:])), phi.new_empty((sup.n,) + tuple(phi.shape[1:]))
+            lo[ids], hi[ids] = plo, phi
+        return lo, hi
     if isinstance(layer, nn.Linear):
         A = layer.weight.reshape((layer.weight.shape[0],) + sup.shape)
         sets = torch.zeros(A.shape[0], dtype=torch.long, device=A.device)

@@ -25,6 +25,7 @@ A support describes ``n`` sets over the same input (branch-and-bound sub-problem
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -185,20 +186,9 @@ def _best_placement_in_boxes(g: torch.Tensor, P: Patches, threat: AnyPatch, shap
     relative to the box corner; relative starts with the same intersection give the same sum, so
     they are grouped (a group is allowed for a row if any member is an allowed absolute start:
     inside the area, on the stride).  Sums over every group triple are three small contractions."""
-    first_last = threat.bounds(shape)
-    steps = (1, threat.stride, threat.stride)
-    dev, size = g.device, (threat.len, threat.h, threat.w)
     sums, ok = g, None
-    for axis in range(3):
-        k, s, n = P.size[axis], size[axis], P.starts[axis]
-        rel = torch.arange(-(s - 1), k, device=dev)
-        span = torch.stack([rel.clamp(min=0), (rel + s).clamp(max=k)], 1)
-        uniq, group = torch.unique(span, dim=0, return_inverse=True)
-        d = torch.arange(k, device=dev)
-        indicator = ((d[None] >= uniq[:, :1]) & (d[None] < uniq[:, 1:])).to(g.dtype)  # groups x k
-        start = (torch.arange(n, device=dev) * P.stride[axis] + P.offset[axis])[:, None] + rel[None, :]
-        allowed = (start >= int(first_last[axis, 0])) & (start <= int(first_last[axis, 1])) & (start % steps[axis] == 0)
-        per_pos = torch.zeros((n, len(uniq)), dtype=g.dtype, device=dev).index_add_(1, group, allowed.to(g.dtype)) > 0
+    geometry = (P.size, P.starts, P.stride, P.offset)
+    for axis, (indicator, per_pos) in enumerate(_placement_groups(threat, tuple(shape), geometry, g.dtype, str(g.device))):
         sums = torch.tensordot(sums, indicator, dims=([1 + axis], [1])).movedim(-1, 1 + axis)
         row_ok = per_pos[P.pos[:, axis]]  # R x groups
         shaped = row_ok.reshape((row_ok.shape[0],) + (1,) * axis + (row_ok.shape[1],) + (1,) * (2 - axis))
@@ -206,26 +196,61 @@ def _best_placement_in_boxes(g: torch.Tensor, P: Patches, threat: AnyPatch, shap
     return torch.where(ok, sums, torch.zeros_like(sums)).flatten(1).min(1).values.clamp(max=0)
 
 
+@functools.lru_cache(maxsize=256)
+def _placement_groups(threat: AnyPatch, shape, geometry, dtype, device):
+    """Per axis: the indicator (groups x box size) of each group's intersection with the box, and
+    which groups hold an allowed start for each start position (positions x groups)."""
+    size, starts, stride, offset = geometry
+    first_last = threat.bounds(shape)
+    steps = (1, threat.stride, threat.stride)
+    out = []
+    for axis, s in enumerate((threat.len, threat.h, threat.w)):
+        k, n = size[axis], starts[axis]
+        rel = torch.arange(-(s - 1), k, device=device)
+        span = torch.stack([rel.clamp(min=0), (rel + s).clamp(max=k)], 1)
+        uniq, group = torch.unique(span, dim=0, return_inverse=True)
+        d = torch.arange(k, device=device)
+        indicator = ((d[None] >= uniq[:, :1]) & (d[None] < uniq[:, 1:])).to(dtype)
+        start = (torch.arange(n, device=device) * stride[axis] + offset[axis])[:, None] + rel[None, :]
+        allowed = (start >= int(first_last[axis, 0])) & (start <= int(first_last[axis, 1])) & (start % steps[axis] == 0)
+        per_pos = torch.zeros((n, len(uniq)), dtype=dtype, device=device).index_add_(1, group, allowed.to(dtype)) > 0
+        out.append((indicator, per_pos))
+    return out
+
+
 class SupportBatch:
-    """N sets that are not all boxes (branch-and-bound sub-threats): each row by its own set."""
+    """N sets that are not all boxes (branch-and-bound sub-threats): the boxes among them are
+    concretised together (one stacked ``BoxSupport``), every other set on its own."""
 
     def __init__(self, members: list):
-        self.members, self.n = members, len(members)
+        self.n = len(members)
         self.shape, self.dtype, self.device = members[0].shape, members[0].dtype, members[0].device
         self.box_lo = torch.cat([m.box_lo for m in members])
         self.box_hi = torch.cat([m.box_hi for m in members])
+        boxes = [k for k, m in enumerate(members) if isinstance(m, BoxSupport)]
+        self.parts = [(BoxSupport.stack([members[k] for k in boxes]), boxes)] if boxes else []
+        self.parts += [(m, [k]) for k, m in enumerate(members) if not isinstance(m, BoxSupport)]
 
     def min(self, A, sets: torch.Tensor | None = None) -> torch.Tensor:
         sets = A.sets if isinstance(A, Patches) else sets
         out = torch.empty(sets.shape[0], dtype=self.dtype, device=self.device)
-        for k in torch.unique(sets).tolist():
-            rows = (sets == k).nonzero()[:, 0]
-            part = replace(A[rows], sets=torch.zeros_like(rows)) if isinstance(A, Patches) else A[rows]
-            out[rows] = self.members[k].min(part, torch.zeros_like(rows))
+        local = torch.empty(self.n, dtype=torch.long, device=sets.device)
+        for sup, ids in self.parts:
+            ids_t = torch.as_tensor(ids, device=sets.device)
+            local[ids_t] = torch.arange(len(ids), device=sets.device)
+            rows = torch.isin(sets, ids_t).nonzero()[:, 0]
+            if len(rows) == 0:
+                continue
+            part_sets = local[sets[rows]]
+            part = replace(A[rows], sets=part_sets, groups=None) if isinstance(A, Patches) else A[rows]
+            out[rows] = sup.min(part, part_sets)
         return out
 
     def argmin(self, a: torch.Tensor, k: int = 0) -> torch.Tensor:
-        return self.members[k].argmin(a)
+        for sup, ids in self.parts:
+            if k in ids:
+                return sup.argmin(a, ids.index(k))
+        raise IndexError(f"no set {k}")
 
 
 def stack_supports(members: list):
