@@ -124,7 +124,8 @@ def cmd_verify(args) -> int:
     net, data = _model_and_data(args.model, args.arch, args.data)
     x, label = load_sample(data, args.split, args.index)
     y = label if args.label is None else args.label
-    opts = {k: v for k, v in (("relaxation", args.relaxation), ("solver", args.solver), ("bounds", args.bounds)) if v is not None}
+    opts = {k: v for k, v in (("relaxation", args.relaxation), ("solver", args.solver), ("bounds", args.bounds),
+                              ("device", args.device)) if v is not None}
     res = verify(net, x, y, threat, method=args.method, timeout=args.timeout, **opts)
     if args.json:
         out = res.to_dict()
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--solver", help="MILP backend: scip (default), highs, gurobi")
     v.add_argument("--bounds", help="big-M source for MILP: naive, stbp (default), lp")
     v.add_argument("--timeout", type=float, default=60.0)
+    v.add_argument("--device", help="torch device of the bound computations, e.g. cpu (default) or cuda")
     v.add_argument("--json", action="store_true", help="print the result schema as one JSON object on stdout")
     v.add_argument("--counterexample", action="store_true", help="include the counterexample in --json output")
     v.add_argument("--save-counterexample", metavar="FILE.npy", help="save a counterexample as .npy")

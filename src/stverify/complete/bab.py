@@ -111,9 +111,9 @@ def relu_scores(layers, bounds, S: torch.Tensor) -> tuple[dict[int, torch.Tensor
 
 
 class _BaB:
-    def __init__(self, net, x, y, threat, deadline, domain, solver, leaf_binaries, attack_share):
+    def __init__(self, net, x, y, threat, deadline, domain, solver, leaf_binaries, attack_share, device=None):
         self.net, self.x, self.y, self.threat, self.deadline, self.domain = net, x, y, threat, deadline, domain
-        self.solver, self.leaf_binaries, self.attack_share = solver, leaf_binaries, attack_share
+        self.solver, self.leaf_binaries, self.attack_share, self.device = solver, leaf_binaries, attack_share, device
         self.layers = torch_layers(net)
         self.relus = [i for i, layer in enumerate(self.layers) if isinstance(layer, nn.ReLU)]
         self.others = [j for j in range(net.n_classes) if j != y]
@@ -140,7 +140,7 @@ class _BaB:
         else:
             t = time.perf_counter()
             certs = certify_batch(self.net, self.x, self.y, [(c[0], c[1] or None) for c in todo] + [(a, None) for a in ahead],
-                                  "crown", "threat", self.domain)
+                                  "crown", "threat", self.domain, device=self.device)
             self.stats["bound_s"] += time.perf_counter() - t
             self.stats["bound_passes"] += 1
         self.ahead.update(zip(ahead, certs[len(todo):]))
@@ -301,13 +301,14 @@ class _BaB:
 
 
 def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_DOMAIN, solver: str = "scip",
-               leaf_binaries: int = 30, attack_share: float = 0.1, **_) -> VerifyResult:
+               leaf_binaries: int = 30, attack_share: float = 0.1, device=None, **_) -> VerifyResult:
     """Complete verification by branch-and-bound (module docstring).  ``leaf_binaries``: nodes
     with at most this many binaries go to the MILP; ``attack_share``: the share of the time that
     node attacks may use."""
     start = time.perf_counter()
     deadline = start + (math.inf if timeout is None else timeout)
-    bab = _BaB(net, np.asarray(x, dtype=np.float64), int(y), threat, deadline, domain, solver, leaf_binaries, attack_share)
+    bab = _BaB(net, np.asarray(x, dtype=np.float64), int(y), threat, deadline, domain, solver, leaf_binaries, attack_share,
+               device)
     try:
         status, point, msg = bab.run()
     except SolverError as e:

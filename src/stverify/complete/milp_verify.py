@@ -95,7 +95,7 @@ def decide(net, x, y, threat, enc, j, solver="scip", deadline=math.inf, threads=
 
 def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_DOMAIN, solver: str = "scip",
                 bounds: str = "stbp", threads: int = 1, optimal: bool = False, lp_share: float = 0.5,
-                **_) -> VerifyResult:
+                device=None, **_) -> VerifyResult:
     """Complete verification (module docstring).  ``lp_share``: the share of the time left after
     the certificate that LP tightening (``bounds="lp"``) may use."""
     if solver not in SOLVERS:
@@ -105,7 +105,7 @@ def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_
     start = time.perf_counter()
     deadline = start + (math.inf if timeout is None else timeout)
     x = np.asarray(x, dtype=np.float64)
-    cert = certify(net, x, y, threat, *BOUND_SOURCES[bounds], domain)
+    cert = certify(net, x, y, threat, *BOUND_SOURCES[bounds], domain, device=device)
     lbs = cert.margin_lb.copy()
     others = [int(j) for j in np.argsort(lbs, kind="stable") if j != y]
     todo = others if optimal else [j for j in others if not lbs[j] > 0]

@@ -73,7 +73,7 @@ def run_query(query: smt.Query, timeout: float | None) -> dict:
 
 
 def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = True, domain=DEFAULT_DOMAIN,
-               **_) -> VerifyResult:
+               device=None, **_) -> VerifyResult:
     """Exact verification with z3 (module docstring)."""
     start = time.perf_counter()
     x = np.asarray(x, dtype=np.float64)
@@ -81,7 +81,7 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
     stats = {"solver": "z3", "z3_version": z3.get_version_string(), "lemmas": lemmas}
     margin_lb = None
     if lemmas:
-        cert = certify(net, x, y, threat, "crown", "threat", domain)
+        cert = certify(net, x, y, threat, "crown", "threat", domain, device=device)
         margin_lb = cert.min_margin
         todo = [j for j in others if not cert.margin_lb[j] > 0]
         stats.update(stbp_s=cert.time_s, proven_by_stbp=[j for j in others if j not in todo])

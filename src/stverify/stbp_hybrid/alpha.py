@@ -1,49 +1,47 @@
 """alpha-CROWN: CROWN with optimised lower ReLU slopes.
 
 For an unstable ReLU (l < 0 < u) every lower line y >= alpha x with alpha in [0, 1] is valid, so
-CROWN's bound is valid for any choice of the slopes; alpha-CROWN picks them by projected
-signed-gradient ascent on the bound itself.  Every iterate is a valid bound, so the best one seen
-is kept per row (per neuron for intermediate layers), and the result is never looser than CROWN.
-
-Margins: one slope tensor per open margin row (its own slopes at every ReLU layer).
+a CROWN bound is valid for any choice of the slopes, and alpha-CROWN picks them by projected
+signed-gradient ascent on the bound itself.  Every row (a margin, or the lower / upper bound of
+one intermediate neuron) has its own slopes at every ReLU it passes, held in the row's own form
+there (its receptive-field box, or the layer when dense): a row never carries slopes of neurons it
+cannot see, and rows are independent, so they are optimised chunk by chunk under the memory
+budget.  The first iterate uses CROWN's slopes and every iterate is a valid bound, so the best
+one seen per row is kept: never looser than CROWN.  Intermediate rows (many, each optimised
+only to help the margins) stop early, per chunk, once no row has improved by more than STALL_TOL
+for PATIENCE steps; margin rows (few) run every step.
 """
 from __future__ import annotations
 
-import math
+from typing import Callable
 
 import torch
-from torch import nn
 
-from .propagate import Bounds, _per_row, crown_lower, relu_relaxation
+DECAY = 0.9  # the step at iteration s is lr * DECAY ** s
+STALL_TOL = 1e-6
+PATIENCE = 4
 
 
-def alpha_margins(layers, bounds: Bounds, sup, S: torch.Tensor, lb: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
-    """``lb`` (N x M lower bounds of S @ logits) improved on the rows it leaves open (<= 0)."""
-    open_rows = (lb <= 0).nonzero()  # (set, spec row)
-    if len(open_rows) == 0 or steps <= 0:
-        return lb
-    sets, spec = open_rows[:, 0], open_rows[:, 1]
-    last, A = len(layers) - 1, S[spec]
-    alphas = {}
-    for i, layer in enumerate(layers):
-        if isinstance(layer, nn.ReLU):
-            l, u = bounds[i]
-            if ((l < 0) & (u > 0)).any():
-                alphas[i] = _per_row(relu_relaxation(l, u)[0], sets).clone().requires_grad_(True)
-    if not alphas:
-        return lb
-    best = torch.full((len(sets),), -math.inf, dtype=S.dtype, device=S.device)
-    params = list(alphas.values())
+def optimise(bound_of: Callable[[dict], torch.Tensor], steps: int, lr: float, early_stop: bool = True) -> torch.Tensor:
+    """The best per-row value of ``bound_of(alphas)`` over ``steps`` iterates of signed-gradient
+    ascent on the slopes; ``bound_of`` creates the missing slopes (CROWN's) at its first call."""
+    alphas: dict = {}
     with torch.enable_grad():
+        cur = bound_of(alphas)
+        best, stall = cur.detach(), 0
         for step in range(steps):
-            cur = crown_lower(layers, bounds, sup, last, A, alphas, sets)
-            best = torch.maximum(best, cur.detach())
-            grads = torch.autograd.grad(cur.sum(), params)
-            with torch.no_grad():  # projected signed-gradient ascent with a decaying step
+            params = [a for a in alphas.values() if a.requires_grad]
+            if not params or not cur.requires_grad:
+                break
+            grads = torch.autograd.grad(cur.sum(), params, allow_unused=True)
+            with torch.no_grad():
                 for a, g in zip(params, grads):
-                    a.add_(lr * (0.9 ** step) * g.sign()).clamp_(0.0, 1.0)
-    with torch.no_grad():
-        best = torch.maximum(best, crown_lower(layers, bounds, sup, last, A, alphas, sets))
-    out = lb.clone()
-    out[sets, spec] = torch.maximum(out[sets, spec], best)
-    return out
+                    if g is not None:
+                        a.add_(lr * DECAY ** step * g.sign()).clamp_(0.0, 1.0)
+            cur = bound_of(alphas)
+            gain = (cur.detach() - best).max()
+            best = torch.maximum(best, cur.detach())
+            stall = stall + 1 if gain <= STALL_TOL else 0
+            if early_stop and stall >= PATIENCE:
+                break
+    return best

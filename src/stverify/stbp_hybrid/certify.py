@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .. import tolerances
+from ..errors import InputError
 from ..threats import DEFAULT_DOMAIN, AnyPatch, Threat
 from .budget import default_budget
 from .propagate import layer_bounds, margin_bounds, spec_matrix
@@ -74,6 +75,17 @@ def make_support(x0: np.ndarray, threat: Threat, concretize: str, domain=DEFAULT
     return ThreatSupport(x0, threat, domain, device=device)
 
 
+def torch_device(device) -> torch.device:
+    """``device`` as a torch device on which tensors can be created (InputError otherwise)."""
+    try:
+        d = torch.device("cpu" if device is None else device)
+        torch.zeros(1, device=d)
+    except (RuntimeError, TypeError, AssertionError) as e:
+        reason = "CUDA is not available here" if "cuda" in str(device).lower() and not torch.cuda.is_available() else str(e)
+        raise InputError(f"device {device!r}: cannot create tensors there ({reason.splitlines()[0]})") from None
+    return d
+
+
 def _check(net, x, y, method):
     if method not in RELAXATIONS:
         raise ValueError(f"method must be one of {', '.join(RELAXATIONS)}, got {method!r}")
@@ -104,18 +116,26 @@ def certify_batch(net, x: np.ndarray, y: int, problems: list[tuple[Threat, dict 
     """``certify`` for several sub-problems (threat, splits) of the same x and y in one batched
     pass; one Certificate each, with ``time_s`` the time of the whole batch."""
     x = _check(net, x, y, method)
+    device = torch_device(device)
     start = time.perf_counter()
     layers = torch_layers(net, device=device)
     budget = memory_budget or default_budget(device)
     sup = stack_supports([make_support(x, t, concretize, domain, device) for t, _ in problems])
     n = len(problems)
     with torch.no_grad():
-        bounds = layer_bounds(layers, sup, method, _stack_splits([s for _, s in problems], net, device), budget)
+        splits = _stack_splits([s for _, s in problems], net, device)
+        S = spec_matrix(net.n_classes, int(y), device=device)
+        bounds = layer_bounds(layers, sup, "ibp" if method == "ibp" else "crown", splits, budget)
+        lb = margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget)
+        if method == "alpha-crown" and alpha_steps > 0 and bool((lb <= 0).any()):
+            # optimised intermediate bounds too; CROWN is not monotone in them, so the margins are
+            # the best of both and the boxes the intersection (every one of them is valid)
+            bounds = layer_bounds(layers, sup, method, splits, budget, alpha_steps, prior=bounds)
+            lb = torch.maximum(lb, margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget))
+        lb = lb.detach().cpu().numpy()
         empty = torch.zeros(n, dtype=torch.bool, device=bounds[0][0].device)
         for lo, hi in bounds:
             empty |= (lo > hi + EMPTY_TOL).flatten(1).any(1)
-        S = spec_matrix(net.n_classes, int(y), device=device)
-        lb = margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget).detach().cpu().numpy()
     others = [j for j in range(net.n_classes) if j != y]
     np_bounds = [(lo.cpu().numpy(), hi.cpu().numpy()) for lo, hi in bounds]
     empty = empty.cpu().numpy()

@@ -102,7 +102,7 @@ def _out_grid(layer: nn.Conv3d, grid) -> tuple[int, int, int]:
 
 def attaining_point(layer: nn.Module, sup, index: tuple[int, ...], upper: bool = False) -> torch.Tensor:
     """A point x of the set with z_index(x) equal to its lower (or upper) bound."""
-    x = torch.zeros(sup.shape, dtype=layer.weight.dtype, requires_grad=True)
+    x = torch.zeros(sup.shape, dtype=layer.weight.dtype, device=layer.weight.device, requires_grad=True)
     z = layer(x[None] if isinstance(layer, nn.Conv3d) else x.reshape(1, -1))[0]
     (w,) = torch.autograd.grad(z[index], x)
     return sup.argmin(-w if upper else w).detach()

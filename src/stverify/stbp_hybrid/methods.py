@@ -3,6 +3,7 @@
 ``stbp``: exact first layer + IBP / CROWN / alpha-CROWN, exact concretisation over the threat set;
 ``box-ibp`` and ``box-crown``: the same bounds over the threat's bounding box (what a generic
 L-infinity verifier does).  A positive margin lower bound is ``verified``; anything else ``unknown``.
+``device`` (torch device) and ``memory_budget`` (bytes per chunk of rows) go to ``certify``.
 """
 from __future__ import annotations
 
@@ -19,13 +20,16 @@ def _bound_result(method: str, cert) -> VerifyResult:
     return VerifyResult(status, method, cert.time_s, cert.min_margin, None, stats, msg)
 
 
-def verify_stbp(net, x, y, threat, relaxation: str = "crown", domain=DEFAULT_DOMAIN, **_) -> VerifyResult:
-    return _bound_result("stbp", certify(net, x, y, threat, relaxation, "threat", domain))
+def verify_stbp(net, x, y, threat, relaxation: str = "crown", domain=DEFAULT_DOMAIN, device=None, memory_budget=None,
+                **_) -> VerifyResult:
+    return _bound_result("stbp", certify(net, x, y, threat, relaxation, "threat", domain, device=device,
+                                         memory_budget=memory_budget))
 
 
-def verify_box_ibp(net, x, y, threat, domain=DEFAULT_DOMAIN, **_) -> VerifyResult:
-    return _bound_result("box-ibp", certify(net, x, y, threat, "ibp", "box", domain))
+def verify_box_ibp(net, x, y, threat, domain=DEFAULT_DOMAIN, device=None, memory_budget=None, **_) -> VerifyResult:
+    return _bound_result("box-ibp", certify(net, x, y, threat, "ibp", "box", domain, device=device, memory_budget=memory_budget))
 
 
-def verify_box_crown(net, x, y, threat, domain=DEFAULT_DOMAIN, **_) -> VerifyResult:
-    return _bound_result("box-crown", certify(net, x, y, threat, "crown", "box", domain))
+def verify_box_crown(net, x, y, threat, domain=DEFAULT_DOMAIN, device=None, memory_budget=None, **_) -> VerifyResult:
+    return _bound_result("box-crown", certify(net, x, y, threat, "crown", "box", domain, device=device,
+                                              memory_budget=memory_budget))

@@ -62,26 +62,23 @@ class Patches:
         steps = torch.arange(self.size[a], device=self.pos.device)
         return (self.pos[:, a] * self.stride[a] + self.offset[a])[:, None] + steps[None, :]
 
-    def gather(self, t: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
         """t (N x C' x grid: one slice per set) read at every row's box: R x C' x P, zero off the grid.
-        Row r reads slice ``index[r]`` (default: its set).  Rows sharing a slice and a position
-        (the channels of one position, lower and upper rows) are read once and then copied."""
-        uniq, inverse = self.grouped(index)
+        Rows sharing a set and a position (the channels of one position, lower and upper rows) are
+        read once and then copied."""
+        uniq, inverse = self.grouped()
         w = F.pad(t, self._pads())
         for a in range(3):
             w = w.unfold(2 + a, self.size[a], self.stride[a])
         windows = w.permute(0, 2, 3, 4, 1, 5, 6, 7)[uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3]]  # U x C' x P
         return windows.index_select(0, inverse)
 
-    def grouped(self, index: torch.Tensor | None = None):
-        """(distinct (slice, t, h, w) of the rows, each row's group), the slice being ``index`` or the set."""
-        if index is None and self.groups is not None:
-            return self.groups
-        key = torch.stack([self.sets if index is None else index, self.pos[:, 0], self.pos[:, 1], self.pos[:, 2]], 1)
-        groups = torch.unique(key, dim=0, return_inverse=True)
-        if index is None:
-            object.__setattr__(self, "groups", groups)
-        return groups
+    def grouped(self):
+        """(distinct (set, t, h, w) of the rows, each row's group), computed once per set of rows."""
+        if self.groups is None:
+            key = torch.stack([self.sets, self.pos[:, 0], self.pos[:, 1], self.pos[:, 2]], 1)
+            object.__setattr__(self, "groups", torch.unique(key, dim=0, return_inverse=True))
+        return self.groups
 
     def in_grid(self) -> torch.Tensor:
         """R x 1 x P: 1 where a box entry lies on the grid, 0 on padding."""

@@ -20,7 +20,8 @@ A row that starts at a neuron of a convolutional layer is kept in receptive-fiel
 the first other layer or once its box is as large as the layer.  Rows are processed in chunks
 sized by a memory budget (``budget.py``).
 
-alpha-CROWN optimises the lower ReLU slopes alpha (``alpha.py``); every iterate is a valid bound.
+alpha-CROWN optimises the lower ReLU slopes alpha per row (``alpha.py``), for the margins and for
+every intermediate bound CROWN computes; every iterate is a valid bound.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn.grad import conv3d_input
 
+from .alpha import optimise
 from .budget import default_budget, rows_per_chunk
 from .first_layer import first_layer_bounds, neuron_rows
 from .intervals import interval
@@ -101,20 +103,20 @@ def _stays_patch(layer: nn.Module, size, grid) -> bool:
 
 
 def backward(layers, bounds: Bounds, start: int, A, alphas: dict | None = None, sets: torch.Tensor | None = None,
-             alpha_index: torch.Tensor | None = None, memo: dict | None = None):
+             memo: dict | None = None):
     """Walk <A, output of layers[start]> back to the input: returns (A_in, c) with
     <A, h_start> >= <A_in, x> + c for every x whose layer inputs lie in ``bounds``.
 
     ``A``: dense rows (M x output shape) or ``Patches``; row m belongs to set ``sets[m]`` (default
-    0; a Patches carries its own) and uses the lower slopes ``alphas[i][alpha_index[m]]`` at the
-    ReLU ``layers[i]`` (default: row m uses slice m, i.e. per-row slopes).  ``memo``: a dict the
-    caller keeps across passes over the same bounds (chunks), holding each ReLU's ``relu_table``."""
+    0; a Patches carries its own).  ``alphas`` (alpha-CROWN): per ReLU layer i, the lower slopes of
+    every row, shaped like the rows' coefficients there (M x box or M x layer shape); a missing
+    entry is created with CROWN's slopes, so a first pass with ``alphas={}`` sets them up.
+    ``memo``: a dict the caller keeps across passes over the same bounds (chunks), holding each
+    ReLU's ``relu_table``."""
     m = A.rows if isinstance(A, Patches) else A.shape[0]
     ref = A.values if isinstance(A, Patches) else A
     if sets is None:
         sets = A.sets if isinstance(A, Patches) else torch.zeros(m, dtype=torch.long, device=ref.device)
-    if alpha_index is None:
-        alpha_index = torch.arange(m, device=ref.device)
     memo = {} if memo is None else memo
     c = torch.zeros(m, dtype=ref.dtype, device=ref.device)
     for i in range(start, -1, -1):
@@ -124,8 +126,7 @@ def backward(layers, bounds: Bounds, start: int, A, alphas: dict | None = None, 
         if isinstance(layer, nn.ReLU):
             if i not in memo:
                 memo[i] = relu_table(l, u)
-            alpha = None if alphas is None or i not in alphas else alphas[i]
-            A, c = _relu_step(memo[i], l, u, A, c, sets, alpha, alpha_index)
+            A, c = _relu_step(memo[i], i, A, c, sets, alphas)
         elif isinstance(A, Patches):
             A, c = _patch_step(layer, l, A, c)
         else:
@@ -133,20 +134,18 @@ def backward(layers, bounds: Bounds, start: int, A, alphas: dict | None = None, 
     return A, c
 
 
-def _relu_step(table, l, u, A, c, sets, alpha, alpha_index):
+def _relu_step(table, i, A, c, sets, alphas):
     """Through a ReLU: positive coefficients take the lower line, negative ones the upper line."""
-    ch = l.shape[1]
-    if isinstance(A, Patches):  # the table of every row's set read at its box
+    ch = table.shape[1] // 4
+    if isinstance(A, Patches):  # the relaxation of every row's set, read at its box
         ls, us, ui, unstable = A.gather(table).split(ch, 1)
-        if alpha is not None:
-            ls = torch.where(unstable > 0, A.gather(alpha, alpha_index), ls)
-        v = A.values
     else:
-        if alpha is None:
-            ls, us, ui = (_per_row(t, sets) for t in table.split(ch, 1)[:3])
-        else:
-            ls, us, ui = relu_relaxation(_per_row(l, sets), _per_row(u, sets), _per_row(alpha, alpha_index))
-        v = A
+        ls, us, ui, unstable = (_per_row(t, sets) for t in table.split(ch, 1))
+    if alphas is not None:
+        if i not in alphas:
+            alphas[i] = ls.detach().clone().requires_grad_(True)
+        ls = torch.where(unstable > 0, alphas[i], ls)
+    v = A.values if isinstance(A, Patches) else A
     pos, neg = v.clamp(min=0), v.clamp(max=0)
     out = pos * ls + neg * us
     return (A.with_values(out) if isinstance(A, Patches) else out), c + (neg * ui).flatten(1).sum(1)
@@ -186,10 +185,9 @@ def _patch_step(layer, l, A: Patches, c):
     return A.through_window(w, _triple(layer.stride), (0, 0, 0), in_grid, groups=ch), c
 
 
-def crown_lower(layers, bounds: Bounds, sup, start: int, A, alphas=None, sets=None, alpha_index=None,
-                memo: dict | None = None) -> torch.Tensor:
+def crown_lower(layers, bounds: Bounds, sup, start: int, A, alphas=None, sets=None, memo: dict | None = None) -> torch.Tensor:
     """Lower bounds of <A_m, output of layers[start]> over the set of each row, concretised by ``sup``."""
-    A_in, c = backward(layers, bounds, start, A, alphas, sets, alpha_index, memo)
+    A_in, c = backward(layers, bounds, start, A, alphas, sets, memo)
     if sets is None and not isinstance(A_in, Patches):
         sets = torch.zeros(A_in.shape[0], dtype=torch.long, device=A_in.device)
     return sup.min(A_in, sets) + c
@@ -241,34 +239,56 @@ def start_rows(layers, shapes, j: int, neurons: torch.Tensor, sets: torch.Tensor
     return eye.reshape((2 * k,) + tuple(out)), torch.zeros(2 * k, dtype=dtype, device=device), j
 
 
+ALPHA_CHUNK_SHARE = 4  # alpha-CROWN keeps each pass's tensors for the gradient: chunks this many times smaller
+
+
+def _chunked_lower(layers, bounds: Bounds, sup, n: int, chunk: int, rows_of, alpha_steps: int, alpha_lr: float,
+                   early_stop: bool = True):
+    """Per chunk [a, b) of n items: the lower bounds of the rows ``rows_of(a, b)`` = (A, c, sets,
+    start layer), by CROWN, or by alpha-CROWN when ``alpha_steps`` > 0 (``alpha.optimise``)."""
+    memo = {}
+    for a in range(0, n, chunk):
+        A, c, sets, start = rows_of(a, min(n, a + chunk))
+        bound_of = lambda alphas: c + crown_lower(layers, bounds, sup, start, A, alphas, sets, memo)  # noqa: E731
+        yield a, (optimise(bound_of, alpha_steps, alpha_lr, early_stop) if alpha_steps > 0 else bound_of(None))
+
+
 def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torch.Tensor, which: torch.Tensor,
-                 budget: int | None = None):
+                 budget: int | None = None, alpha_steps: int = 0, alpha_lr: float = 0.25):
     """Tighten (lo, hi) (N x output shape of layers[j]) where the mask ``which`` is set, with their
-    CROWN bounds (rows +e_n for lower, -e_n for upper bounds), in chunks under the memory budget."""
+    CROWN (or alpha-CROWN) bounds: rows +e_n for lower, -e_n for upper bounds, in chunks under the
+    memory budget."""
     shapes = [tuple(b[0].shape[1:]) for b in bounds] + [tuple(lo.shape[1:])]
     picked = which.nonzero()  # K x (1 + ndim): set, neuron
     if which.dim() == 5:  # by set and position, so a chunk reads few distinct boxes of per-neuron data
         picked = picked[torch.argsort(((picked[:, 0] * which.shape[2] + picked[:, 2]) * which.shape[3] + picked[:, 3])
                                       * which.shape[4] + picked[:, 4], stable=True)]
     budget = budget or default_budget(lo.device)
-    chunk = max(1, rows_per_chunk(budget, row_elements(layers, shapes, j), lo.element_size()) // 2)
-    lo, hi, memo = lo.clone(), hi.clone(), {}
-    for a in range(0, len(picked), chunk):
-        part = picked[a:a + chunk]
-        sets, neurons = part[:, 0], part[:, 1:]
-        A, c, nxt = start_rows(layers, shapes, j, neurons, sets, lo.dtype, lo.device)
-        res = c + crown_lower(layers, bounds, sup, nxt, A, sets=torch.cat([sets, sets]), memo=memo)
-        k, where = len(part), tuple(part.t())
+    chunk = max(1, rows_per_chunk(budget, row_elements(layers, shapes, j), lo.element_size()) // 2
+                // (ALPHA_CHUNK_SHARE if alpha_steps else 1))
+
+    def rows_of(a, b):
+        sets, neurons = picked[a:b, 0], picked[a:b, 1:]
+        A, c, start = start_rows(layers, shapes, j, neurons, sets, lo.dtype, lo.device)
+        return A, c, torch.cat([sets, sets]), start
+
+    lo, hi = lo.clone(), hi.clone()
+    for a, res in _chunked_lower(layers, bounds, sup, len(picked), chunk, rows_of, alpha_steps, alpha_lr):
+        k = len(res) // 2
+        where = tuple(picked[a:a + k].t())
         lo[where] = torch.maximum(lo[where], res[:k])
         hi[where] = torch.minimum(hi[where], -res[k:])
     return lo, hi
 
 
-def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = None, budget: int | None = None) -> Bounds:
+def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = None, budget: int | None = None,
+                 alpha_steps: int = 30, alpha_lr: float = 0.25, prior: Bounds | None = None) -> Bounds:
     """Bounds of every layer input over each set of ``sup`` (N x shape): the first affine layer
     exactly, the rest by IBP, and for inputs of nonlinear layers by CROWN too (intersected with IBP;
     for a ReLU only where IBP leaves it unstable, since CROWN cannot change a stable phase) unless
-    ``relaxation == "ibp"``.
+    ``relaxation == "ibp"``; alpha-CROWN optimises the slopes of every unstable neuron's bounds.
+    ``prior``: boxes already known to hold over the same sets (e.g. CROWN's), intersected with
+    every layer's new bounds.
 
     ``splits`` (branch-and-bound) maps a ReLU's layer index to a tensor shaped like its input (or
     N x that) with +1 (the sub-problem requires input >= 0), -1 (input <= 0) or 0 (free); the
@@ -285,7 +305,10 @@ def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = N
             if relaxation != "ibp" and i > f and isinstance(nxt, NONLINEAR):
                 # a ReLU only needs better bounds where IBP leaves it unstable; a max-pool uses them all
                 which = (lo < 0) & (hi > 0) if isinstance(nxt, nn.ReLU) else torch.ones_like(lo, dtype=torch.bool)
-                lo, hi = crown_refine(layers, bounds, sup, i, lo, hi, which, budget)
+                steps = alpha_steps if relaxation == "alpha-crown" else 0
+                lo, hi = crown_refine(layers, bounds, sup, i, lo, hi, which, budget, steps, alpha_lr)
+        if prior is not None:
+            lo, hi = torch.maximum(lo, prior[i + 1][0]), torch.minimum(hi, prior[i + 1][1])
         if splits is not None and i + 1 in splits:
             lo = torch.where(splits[i + 1] > 0, lo.clamp(min=0), lo)
             hi = torch.where(splits[i + 1] < 0, hi.clamp(max=0), hi)
@@ -298,7 +321,7 @@ def spec_matrix(n_classes: int, y: int, dtype=torch.float64, device=None) -> tor
     others = [j for j in range(n_classes) if j != y]
     S = torch.zeros((len(others), n_classes), dtype=dtype, device=device)
     S[:, y] = 1.0
-    S[torch.arange(len(others)), others] = -1.0
+    S[torch.arange(len(others), device=device), others] = -1.0
     return S
 
 
@@ -314,18 +337,20 @@ def ibp_margins(layers, bounds: Bounds, S: torch.Tensor) -> torch.Tensor:
     return lo @ S.clamp(min=0).t() + hi @ S.clamp(max=0).t()
 
 
-def spec_lower(layers, bounds: Bounds, sup, S: torch.Tensor, budget: int | None = None) -> torch.Tensor:
-    """CROWN lower bounds of S @ logits per set (N x M), in chunks of sets under the budget."""
-    last, n, m = len(layers) - 1, bounds[0][0].shape[0], S.shape[0]
-    shapes = [tuple(b[0].shape[1:]) for b in bounds]
-    per_set = m * max(math.prod(s) for s in shapes)
-    chunk = rows_per_chunk(budget or default_budget(S.device), per_set, S.element_size())
-    out = []
-    for a in range(0, n, chunk):
-        sets = torch.arange(a, min(n, a + chunk), device=S.device).repeat_interleave(m)
-        A = S.repeat(len(sets) // m, 1)
-        out.append(crown_lower(layers, bounds, sup, last, A, sets=sets).reshape(-1, m))
-    return torch.cat(out)
+def spec_lower(layers, bounds: Bounds, sup, S: torch.Tensor, pairs: torch.Tensor, budget: int | None = None,
+               alpha_steps: int = 0, alpha_lr: float = 0.25) -> torch.Tensor:
+    """CROWN (alpha-CROWN when ``alpha_steps`` > 0) lower bounds of the margins ``pairs`` (K x 2:
+    set, row of S), in chunks under the budget."""
+    last = len(layers) - 1
+    per_row = max(math.prod(b[0].shape[1:]) for b in bounds)
+    chunk = max(1, rows_per_chunk(budget or default_budget(S.device), per_row, S.element_size())
+                // (ALPHA_CHUNK_SHARE if alpha_steps else 1))
+
+    def rows_of(a, b):
+        return S[pairs[a:b, 1]], 0.0, pairs[a:b, 0], last
+
+    return torch.cat([res for _, res in _chunked_lower(layers, bounds, sup, len(pairs), chunk, rows_of, alpha_steps,
+                                                        alpha_lr, early_stop=False)])
 
 
 def margin_bounds(layers, bounds: Bounds, sup, S: torch.Tensor, relaxation: str = "crown",
@@ -335,9 +360,10 @@ def margin_bounds(layers, bounds: Bounds, sup, S: torch.Tensor, relaxation: str 
     lb = ibp_margins(layers, bounds, S)
     if relaxation == "ibp":
         return lb
-    lb = torch.maximum(lb, spec_lower(layers, bounds, sup, S, budget))
-    if relaxation == "alpha-crown":
-        from .alpha import alpha_margins
-
-        lb = alpha_margins(layers, bounds, sup, S, lb, alpha_steps, alpha_lr)
+    every = torch.ones_like(lb, dtype=torch.bool).nonzero()
+    lb = torch.maximum(lb, spec_lower(layers, bounds, sup, S, every, budget).reshape(lb.shape))
+    open_pairs = (lb <= 0).nonzero()  # alpha-CROWN only works on margins CROWN has not already proven
+    if relaxation == "alpha-crown" and len(open_pairs):
+        where = tuple(open_pairs.t())
+        lb[where] = torch.maximum(lb[where], spec_lower(layers, bounds, sup, S, open_pairs, budget, alpha_steps, alpha_lr))
     return lb
