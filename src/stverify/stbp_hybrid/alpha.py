@@ -8,8 +8,9 @@ there (its receptive-field box, or the layer when dense): a row never carries sl
 cannot see, and rows are independent, so they are optimised chunk by chunk under the memory
 budget.  The first iterate uses CROWN's slopes and every iterate is a valid bound, so the best
 one seen per row is kept: never looser than CROWN.  Intermediate rows (many, each optimised
-only to help the margins) stop early, per chunk, once no row has improved by more than STALL_TOL
-for PATIENCE steps; margin rows (few) run every step.
+only to help the margins) stop early, per chunk, once PATIENCE steps in a row each added less
+than STALL_SHARE of the chunk's total gain so far (diminishing returns); margin rows (few) run
+every step.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from typing import Callable
 import torch
 
 DECAY = 0.9  # the step at iteration s is lr * DECAY ** s
-STALL_TOL = 1e-6
-PATIENCE = 4
+STALL_SHARE = 0.02  # early stop: a step that adds less than this share of the gain so far ...
+PATIENCE = 2  # ... this many times in a row
 
 
 def optimise(bound_of: Callable[[dict], torch.Tensor], steps: int, lr: float, early_stop: bool = True) -> torch.Tensor:
@@ -29,6 +30,7 @@ def optimise(bound_of: Callable[[dict], torch.Tensor], steps: int, lr: float, ea
     with torch.enable_grad():
         cur = bound_of(alphas)
         best, stall = cur.detach(), 0
+        first = best.sum()
         for step in range(steps):
             params = [a for a in alphas.values() if a.requires_grad]
             if not params or not cur.requires_grad:
@@ -39,9 +41,10 @@ def optimise(bound_of: Callable[[dict], torch.Tensor], steps: int, lr: float, ea
                     if g is not None:
                         a.add_(lr * DECAY ** step * g.sign()).clamp_(0.0, 1.0)
             cur = bound_of(alphas)
-            gain = (cur.detach() - best).max()
+            before = best.sum()
             best = torch.maximum(best, cur.detach())
-            stall = stall + 1 if gain <= STALL_TOL else 0
+            added, total = best.sum() - before, best.sum() - first
+            stall = stall + 1 if added <= STALL_SHARE * total else 0
             if early_stop and stall >= PATIENCE:
                 break
     return best
