@@ -168,7 +168,7 @@ def child_bab(job: dict) -> dict:
     verify(net, x, y, job["threat"], method="stbp")  # warm-up
     runs = [verify(net, x, y, job["threat"], method="bab", timeout=60, attack=False) for _ in range(job["reps"])]
     return {"time_s": statistics.median(r.time_s for r in runs), "times": [r.time_s for r in runs],
-            "status": runs[-1].status, "nodes": runs[-1].stats.get("nodes")}
+            "verdict": runs[-1].status, "nodes": runs[-1].stats.get("nodes")}
 
 
 # --- the parent -----------------------------------------------------------------------------------

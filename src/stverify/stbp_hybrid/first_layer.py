@@ -15,6 +15,7 @@ attained.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -60,8 +61,8 @@ def neuron_rows(layer: nn.Conv3d, out_grid, neurons: torch.Tensor, in_grid) -> P
 
 def _union_bounds(layer: nn.Conv3d, sup: ThreatSupport, budget: int):
     """lo = z(x0) + min over choices of the summed gains of w, hi = z(x0) - the same for -w, per
-    neuron; the gains are computed per receptive-field window (shared by the output channels),
-    in chunks of output channels under the budget."""
+    set and neuron; the gains are computed per receptive-field window (shared by the output
+    channels and the sets), in chunks of output channels under the budget."""
     out_grid = _out_grid(layer, sup.shape[1:])
     v0 = layer(sup.x0[None])[0]
     per_channel = math.prod(out_grid) * layer.weight[0].numel()
@@ -73,10 +74,11 @@ def _union_bounds(layer: nn.Conv3d, sup: ThreatSupport, budget: int):
         neurons = torch.stack(torch.unravel_index(torch.arange(g_min[..., 0, 0, 0].numel(), device=o.device),
                                                   tuple(g_min.shape[:4])), 1)
         rows = neuron_rows(layer, out_grid, neurons, sup.shape[1:])  # the boxes (the values are not used)
-        best = lambda g: sup.best_in_boxes(g.reshape((-1,) + tuple(g.shape[4:])), rows).reshape(g.shape[:4])  # noqa: E731
-        lo.append(v0[o] + best(g_min))
-        hi.append(v0[o] - best(-g_max))
-    return torch.cat(lo)[None], torch.cat(hi)[None]
+        per_set = [replace(rows, sets=torch.full_like(rows.sets, k)) for k in range(sup.n)]
+        best = lambda g, r: sup.best_in_boxes(g.reshape((-1,) + tuple(g.shape[4:])), r).reshape(g.shape[:4])  # noqa: E731
+        lo.append(torch.stack([v0[o] + best(g_min, r) for r in per_set]))
+        hi.append(torch.stack([v0[o] - best(-g_max, r) for r in per_set]))
+    return torch.cat(lo, 1), torch.cat(hi, 1)
 
 
 def _window_gains(weight: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> tuple[torch.Tensor, torch.Tensor]:

@@ -63,14 +63,16 @@ class Patches:
         return (self.pos[:, a] * self.stride[a] + self.offset[a])[:, None] + steps[None, :]
 
     def gather(self, t: torch.Tensor) -> torch.Tensor:
-        """t (N x C' x grid: one slice per set) read at every row's box: R x C' x P, zero off the grid.
+        """t (N x C' x grid: one slice per set, or one for all) read at every row's box: R x C' x P,
+        zero off the grid.
         Rows sharing a set and a position (the channels of one position, lower and upper rows) are
         read once and then copied."""
         uniq, inverse = self.grouped()
         w = F.pad(t, self._pads())
         for a in range(3):
             w = w.unfold(2 + a, self.size[a], self.stride[a])
-        windows = w.permute(0, 2, 3, 4, 1, 5, 6, 7)[uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3]]  # U x C' x P
+        which = uniq[:, 0] if t.shape[0] > 1 else 0  # a single slice serves every set
+        windows = w.permute(0, 2, 3, 4, 1, 5, 6, 7)[which, uniq[:, 1], uniq[:, 2], uniq[:, 3]]  # U x C' x P
         return windows.index_select(0, inverse)
 
     def grouped(self):

@@ -10,7 +10,7 @@ can do is its *gain*
 and the minimum over S is  <a, x0> + min over choices of the sum of g over the chosen voxels:
   * one region (linf, frames, patch): the sum of g over the region;
   * anyframes (frames are disjoint): the sum of the k smallest per-frame sums;
-  * anypatch: the smallest box sum of g over all placements (3D prefix sums).
+  * anypatch: the smallest window sum of g over all placements (cumulative sums per axis).
 Every case is exact, not a relaxation.  A set that is one box (linf, frames, patch) is
 concretised at box cost, <a, c> - <|a|, r> with centre c and radius r (``BoxSupport``, also the
 baseline that sees only a threat's bounding box).
@@ -55,6 +55,16 @@ def prefix_sums(g: torch.Tensor) -> torch.Tensor:
     """Zero-led cumulative sums over the last three axes."""
     p = g.cumsum(-1).cumsum(-2).cumsum(-3)
     return torch.nn.functional.pad(p, (1, 0, 1, 0, 1, 0))
+
+
+def window_sums(g: torch.Tensor, size) -> torch.Tensor:
+    """Sums of g (... x T x H x W) over every window of ``size`` = (lt, lh, lw), by start:
+    ... x (T - lt + 1) x (H - lh + 1) x (W - lw + 1); differences of cumulative sums, one axis at a time."""
+    for axis, k in zip((-3, -2, -1), size):
+        n = g.shape[axis]
+        c = torch.cat([torch.zeros_like(g.narrow(axis, 0, 1)), g.cumsum(axis)], axis)
+        g = c.narrow(axis, k, n - k + 1) - c.narrow(axis, 0, n - k + 1)
+    return g
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -102,23 +112,44 @@ class BoxSupport:
 
 
 class ThreatSupport:
-    """min <a, x> over the threat set S(x0) itself (see the module docstring); one set."""
+    """min <a, x> over the threat set S(x0) itself (see the module docstring).  ``stack`` joins
+    anypatch threats that differ only in their area (branch-and-bound's sub-threats) into one
+    support of n sets: the same voxel gains, each set with its own placements."""
 
     n = 1
 
     def __init__(self, x0: np.ndarray, threat: Threat, domain=DEFAULT_DOMAIN, dtype=torch.float64, device=None):
         lo, hi = threat.interval(x0, domain)
         as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)  # noqa: E731
-        self.threat, self.shape, self.dtype, self.device = threat, tuple(np.shape(x0)), dtype, device
+        self.threat, self.threats, self.shape, self.dtype, self.device = threat, [threat], tuple(np.shape(x0)), dtype, device
         self.x0 = as_t(x0)
         self.box_lo, self.box_hi = (as_t(b)[None] for b in threat.bounding_box(x0, domain))
         self.dlo, self.dhi = as_t(lo - x0), as_t(hi - x0)
         if isinstance(threat, AnyPatch):
-            self.starts = torch.as_tensor(threat.placements(self.shape), device=device)
             self.size = (threat.len, threat.h, threat.w)
+            starts = torch.as_tensor(threat.placements(self.shape), device=device)
+            grid = tuple(n - k + 1 for n, k in zip(self.shape[1:], self.size))
+            self.choice = torch.zeros((1,) + grid, dtype=torch.bool, device=device)  # set x window start
+            self.choice[0, starts[:, 0], starts[:, 1], starts[:, 2]] = True
         elif not isinstance(threat, AnyFrames):
             self.mask = as_t(threat.perturbable(self.shape)[None].astype(np.float64))
             self.dlo, self.dhi = self.dlo * self.mask, self.dhi * self.mask
+
+    @staticmethod
+    def stack_key(sup):
+        """Supports with equal keys (not None) can be stacked: anypatch threats equal up to the area."""
+        t = getattr(sup, "threat", None)
+        return ("anypatch", replace(t, area=None)) if isinstance(sup, ThreatSupport) and isinstance(t, AnyPatch) else None
+
+    @classmethod
+    def stack(cls, members: list["ThreatSupport"]) -> "ThreatSupport":
+        """One support over the sets of ``members`` (anypatch, equal ``stack_key``, the same x0)."""
+        out = cls.__new__(cls)
+        out.__dict__.update(members[0].__dict__)
+        out.threats, out.n = [m.threat for m in members], len(members)
+        out.box_lo, out.box_hi = torch.cat([m.box_lo for m in members]), torch.cat([m.box_hi for m in members])
+        out.choice = torch.cat([m.choice for m in members])
+        return out
 
     @property
     def is_union(self) -> bool:
@@ -133,17 +164,17 @@ class ThreatSupport:
             dlo, dhi = (_per_row(A, d[None], None) for d in (self.dlo, self.dhi))
         return (v.clamp(min=0) * dlo + v.clamp(max=0) * dhi).sum(1)
 
-    def best_choice(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(min over choices of the summed gain, the chosen frames / placement index) per dense row."""
+    def best_choice(self, g: torch.Tensor, sets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(min over choices of the summed gain, the chosen frames / placement index) per dense row
+        (row m in set ``sets[m]``)."""
         if isinstance(self.threat, AnyFrames):
             per_frame = g.sum((2, 3))
             vals, idx = torch.topk(per_frame, self.threat.k, dim=1, largest=False)
             return vals.sum(1), idx
-        if isinstance(self.threat, AnyPatch):
-            t0, y0, x0 = self.starts.unbind(1)
-            lt, lh, lw = self.size
-            sums = box_sum(prefix_sums(g), t0, t0 + lt, y0, y0 + lh, x0, x0 + lw)
-            vals, idx = sums.min(1)
+        if isinstance(self.threat, AnyPatch):  # every window's sum, the allowed starts of the row's set
+            sums = window_sums(g, self.size)
+            allowed = self.choice[sets] if self.n > 1 else self.choice
+            vals, idx = torch.where(allowed, sums, torch.full_like(sums, torch.inf)).flatten(1).min(1)
             return vals, idx
         return g.sum((1, 2, 3)), torch.zeros(g.shape[0], dtype=torch.long, device=g.device)
 
@@ -154,7 +185,7 @@ class ThreatSupport:
             k = min(self.threat.k, per_frame.shape[1])
             return torch.topk(per_frame, k, dim=1, largest=False).values.sum(1)
         if isinstance(self.threat, AnyPatch):
-            return _best_placement_in_boxes(g, P, self.threat, self.shape)
+            return _best_placement_in_boxes(g, P, self.threats, self.shape)
         return g.sum((1, 2, 3))
 
     def min(self, A, sets: torch.Tensor | None = None) -> torch.Tensor:
@@ -162,16 +193,16 @@ class ThreatSupport:
         if isinstance(A, Patches):
             x0, dlo, dhi = A.gather(torch.cat([self.x0, self.dlo, self.dhi])[None]).split(self.shape[0], 1)
             return _dot(A.values, x0) + self.best_in_boxes(self.gains(A, dlo, dhi), A)
-        return _dot(A, self.x0[None].expand_as(A)) + self.best_choice(self.gains(A))[0]
+        return _dot(A, self.x0[None].expand_as(A)) + self.best_choice(self.gains(A), sets)[0]
 
     def argmin(self, a: torch.Tensor, k: int = 0) -> torch.Tensor:
-        """A point of S(x0) attaining min <a, x> (a is C x T x H x W)."""
-        _, choice = self.best_choice(self.gains(a[None]))
+        """A point of set k attaining min <a, x> (a is C x T x H x W)."""
+        _, choice = self.best_choice(self.gains(a[None]), torch.tensor([k], device=a.device))
         region = torch.zeros(self.shape[1:], dtype=torch.bool, device=a.device)
         if isinstance(self.threat, AnyFrames):
             region[choice[0]] = True
         elif isinstance(self.threat, AnyPatch):
-            t0, y0, x0 = (int(v) for v in self.starts[int(choice[0])])
+            t0, y0, x0 = np.unravel_index(int(choice[0]), self.choice.shape[1:])
             region[t0:t0 + self.size[0], y0:y0 + self.size[1], x0:x0 + self.size[2]] = True
         else:
             region[:] = True
@@ -179,18 +210,21 @@ class ThreatSupport:
         return self.x0 + d * region
 
 
-def _best_placement_in_boxes(g: torch.Tensor, P: Patches, threat: AnyPatch, shape) -> torch.Tensor:
+def _best_placement_in_boxes(g: torch.Tensor, P: Patches, threats: list[AnyPatch], shape) -> torch.Tensor:
     """min over anypatch placements of the sum of g over (placement intersected with the row's box).
 
     Along each axis the intersection, in box coordinates, depends only on the placement's start
     relative to the box corner; relative starts with the same intersection give the same sum, so
     they are grouped (a group is allowed for a row if any member is an allowed absolute start:
-    inside the area, on the stride).  Sums over every group triple are three small contractions."""
+    inside the set's area, on the stride).  Sums over every group triple are three small contractions."""
     sums, ok = g, None
     geometry = (P.size, P.starts, P.stride, P.offset)
-    for axis, (indicator, per_pos) in enumerate(_placement_groups(threat, tuple(shape), geometry, g.dtype, str(g.device))):
+    tables = [_placement_groups(t, tuple(shape), geometry, g.dtype, str(g.device)) for t in threats]
+    for axis in range(3):
+        indicator = tables[0][axis][0]  # the same for every area
         sums = torch.tensordot(sums, indicator, dims=([1 + axis], [1])).movedim(-1, 1 + axis)
-        row_ok = per_pos[P.pos[:, axis]]  # R x groups
+        per_pos = torch.stack([t[axis][1] for t in tables])  # sets x positions x groups
+        row_ok = per_pos[P.sets if len(tables) > 1 else 0, P.pos[:, axis]]  # R x groups
         shaped = row_ok.reshape((row_ok.shape[0],) + (1,) * axis + (row_ok.shape[1],) + (1,) * (2 - axis))
         ok = shaped if ok is None else ok & shaped
     return torch.where(ok, sums, torch.zeros_like(sums)).flatten(1).min(1).values.clamp(max=0)
@@ -218,18 +252,30 @@ def _placement_groups(threat: AnyPatch, shape, geometry, dtype, device):
     return out
 
 
-class SupportBatch:
-    """N sets that are not all boxes (branch-and-bound sub-threats): the boxes among them are
-    concretised together (one stacked ``BoxSupport``), every other set on its own."""
+def _groups(members: list) -> list[tuple[object, list[int]]]:
+    """(support, member indices): boxes stacked together, anypatch areas stacked per threat, the rest alone."""
+    keys: dict = {}
+    for k, m in enumerate(members):
+        key = "box" if isinstance(m, BoxSupport) else ThreatSupport.stack_key(m) or ("alone", k)
+        keys.setdefault(key, []).append(k)
+    out = []
+    for key, ids in keys.items():
+        parts = [members[k] for k in ids]
+        out.append((BoxSupport.stack(parts) if key == "box" else ThreatSupport.stack(parts) if len(ids) > 1 else parts[0], ids))
+    return out
 
-    def __init__(self, members: list):
-        self.n = len(members)
-        self.shape, self.dtype, self.device = members[0].shape, members[0].dtype, members[0].device
-        self.box_lo = torch.cat([m.box_lo for m in members])
-        self.box_hi = torch.cat([m.box_hi for m in members])
-        boxes = [k for k, m in enumerate(members) if isinstance(m, BoxSupport)]
-        self.parts = [(BoxSupport.stack([members[k] for k in boxes]), boxes)] if boxes else []
-        self.parts += [(m, [k]) for k, m in enumerate(members) if not isinstance(m, BoxSupport)]
+
+class SupportBatch:
+    """N sets of different kinds (branch-and-bound sub-threats): the boxes among them are
+    concretised together, anypatch areas together (``_groups``), every other set on its own."""
+
+    def __init__(self, parts: list[tuple[object, list[int]]]):
+        self.parts, self.n = parts, sum(len(ids) for _, ids in parts)
+        first = parts[0][0]
+        self.shape, self.dtype, self.device = first.shape, first.dtype, first.device
+        order = torch.tensor([k for _, ids in parts for k in ids]).argsort()
+        self.box_lo = torch.cat([sup.box_lo for sup, _ in parts])[order.to(first.box_lo.device)]
+        self.box_hi = torch.cat([sup.box_hi for sup, _ in parts])[order.to(first.box_lo.device)]
 
     def min(self, A, sets: torch.Tensor | None = None) -> torch.Tensor:
         sets = A.sets if isinstance(A, Patches) else sets
@@ -257,6 +303,5 @@ def stack_supports(members: list):
     """One support over the sets of ``members`` (each describing one set)."""
     if len(members) == 1:
         return members[0]
-    if all(isinstance(m, BoxSupport) for m in members):
-        return BoxSupport.stack(members)
-    return SupportBatch(members)
+    parts = _groups(members)
+    return parts[0][0] if len(parts) == 1 else SupportBatch(parts)
