@@ -2,9 +2,11 @@
 
 A node is a sub-problem (S', s): a sub-threat S' of S (a member box, or an anypatch restricted to
 an area) and ReLU phase constraints s (per ReLU layer: +1 input >= 0, -1 input <= 0, 0 free).  Its
-bound is STBP (``certify``: exact first layer, CROWN, exact concretisation over S') under s; per
-competitor j a node keeps the larger of its bound and its parent's (its set is a subset).
-Nodes are expanded best-first, lowest bound first:
+bound is STBP (exact first layer, CROWN, exact concretisation over S') under s; per competitor j
+a node keeps the larger of its bound and its parent's (its set is a subset).  Bounds are computed
+in batched passes (``certify_batch``): up to NODES_PER_PASS open nodes, lowest bound first, are
+branched together and all their children bounded in one pass; the root's threat children are
+bounded in the root's pass.  Nodes are expanded best-first, lowest bound first:
   * every margin bound > 0, or the sub-problem empty                       -> proven (pruned);
   * at most ``leaf_binaries`` binaries (unstable ReLUs + threat choices)   -> MILP on (S', s);
   * else split the threat (anyframes with C(T, k) <= 64: one ``Frames`` child per k-subset;
@@ -304,7 +306,7 @@ def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_D
                leaf_binaries: int = 30, attack_share: float = 0.1, device=None, **_) -> VerifyResult:
     """Complete verification by branch-and-bound (module docstring).  ``leaf_binaries``: nodes
     with at most this many binaries go to the MILP; ``attack_share``: the share of the time that
-    node attacks may use."""
+    node attacks may use; ``device``: the torch device of the node bounds."""
     start = time.perf_counter()
     deadline = start + (math.inf if timeout is None else timeout)
     bab = _BaB(net, np.asarray(x, dtype=np.float64), int(y), threat, deadline, domain, solver, leaf_binaries, attack_share,

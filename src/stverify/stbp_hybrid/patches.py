@@ -23,6 +23,11 @@ import torch.nn.functional as F
 Triple = tuple[int, int, int]
 
 
+def per_row(t: torch.Tensor, sets: torch.Tensor) -> torch.Tensor:
+    """The per-set tensor t (N x ...) read for every dense row m: t[sets[m]] (a view when N = 1)."""
+    return t[:1].expand((sets.shape[0],) + tuple(t.shape[1:])) if t.shape[0] == 1 else t[sets]
+
+
 @dataclass(frozen=True)
 class Patches:
     values: torch.Tensor  # R x C x Pt x Ph x Pw: row r's coefficients on its box
@@ -64,9 +69,8 @@ class Patches:
 
     def gather(self, t: torch.Tensor) -> torch.Tensor:
         """t (N x C' x grid: one slice per set, or one for all) read at every row's box: R x C' x P,
-        zero off the grid.
-        Rows sharing a set and a position (the channels of one position, lower and upper rows) are
-        read once and then copied."""
+        zero off the grid.  Rows sharing a set and a position (the channels of one position, lower
+        and upper rows) are read once and then copied."""
         uniq, inverse = self.grouped()
         w = F.pad(t, self._pads())
         for a in range(3):

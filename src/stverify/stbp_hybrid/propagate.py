@@ -26,6 +26,7 @@ every intermediate bound CROWN computes; every iterate is a valid bound.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -35,7 +36,7 @@ from .alpha import optimise
 from .budget import default_budget, rows_per_chunk
 from .first_layer import first_layer_bounds, neuron_rows
 from .intervals import interval
-from .patches import Patches
+from .patches import Patches, per_row
 
 NONLINEAR = (nn.ReLU, nn.MaxPool3d)
 AFFINE = (nn.Conv3d, nn.Linear)
@@ -54,17 +55,17 @@ def first_affine_index(layers) -> int:
     raise ValueError("the network has no affine layer")
 
 
-def relu_relaxation(l: torch.Tensor, u: torch.Tensor, alpha: torch.Tensor | None = None):
+def relu_relaxation(l: torch.Tensor, u: torch.Tensor):
     """Slopes (lower, upper) and upper intercept of the ReLU relaxation on [l, u].
 
-    Lower line y >= ls x; upper line y <= us x + ui.  Default lower slope (CROWN): 1 if u > -l else 0.
+    Lower line y >= ls x; upper line y <= us x + ui.  CROWN's lower slope: 1 if u > -l else 0
+    (alpha-CROWN replaces it where l < 0 < u, ``backward``).
     """
     active, unstable = l >= 0, (l < 0) & (u > 0)
     one = active.to(l.dtype)
     us = torch.where(unstable, u / (u - l).clamp(min=1e-300), one)
     ui = torch.where(unstable, -us * l, torch.zeros_like(l))
-    default = torch.where(unstable, (u > -l).to(l.dtype), one)
-    ls = default if alpha is None else torch.where(unstable, alpha, one)
+    ls = torch.where(unstable, (u > -l).to(l.dtype), one)
     return ls, us, ui
 
 
@@ -90,11 +91,6 @@ def _maxpool_relaxation(pool: nn.MaxPool3d, l: torch.Tensor, u: torch.Tensor):
     lmax, best = lw.max(-1)
     others = uw.scatter(-1, best[..., None], -math.inf).max(-1).values
     return idx.expand_as(lw).gather(-1, best[..., None])[..., 0], lmax >= others, uw.max(-1).values
-
-
-def _per_row(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Slices t[index[m]] for every row m (a view when t has a single slice)."""
-    return t[:1].expand((index.shape[0],) + tuple(t.shape[1:])) if t.shape[0] == 1 else t[index]
 
 
 def _stays_patch(layer: nn.Module, size, grid) -> bool:
@@ -140,7 +136,7 @@ def _relu_step(table, i, A, c, sets, alphas):
     if isinstance(A, Patches):  # the relaxation of every row's set, read at its box
         ls, us, ui, unstable = A.gather(table).split(ch, 1)
     else:
-        ls, us, ui, unstable = (_per_row(t, sets) for t in table.split(ch, 1))
+        ls, us, ui, unstable = (per_row(t, sets) for t in table.split(ch, 1))
     if alphas is not None:
         if i not in alphas:
             alphas[i] = ls.detach().clone().requires_grad_(True)
@@ -165,7 +161,7 @@ def _dense_step(layer, l, u, A, c, sets):
     if isinstance(layer, nn.Flatten):
         return A.reshape(in_shape), c
     if isinstance(layer, nn.MaxPool3d):
-        idx, exact, umax = (_per_row(t, sets) for t in _maxpool_relaxation(layer, l, u))
+        idx, exact, umax = (per_row(t, sets) for t in _maxpool_relaxation(layer, l, u))
         pos, neg = A.clamp(min=0), A.clamp(max=0)
         c = c + (neg * (~exact) * umax).flatten(1).sum(1)
         coef = (pos + neg * exact).flatten(1)
@@ -218,8 +214,7 @@ def start_rows(layers, shapes, j: int, neurons: torch.Tensor, sets: torch.Tensor
     if isinstance(layer, nn.Conv3d):
         rows = neuron_rows(layer, out[1:], torch.cat([neurons, neurons]), shapes[j][1:])
         sign = torch.cat([torch.ones(len(neurons)), -torch.ones(len(neurons))]).to(dtype=dtype, device=device)
-        rows = Patches(rows.values * sign[:, None, None, None, None], rows.pos, sets2, rows.starts, rows.stride,
-                       rows.offset, rows.grid)
+        rows = replace(rows, values=rows.values * sign[:, None, None, None, None], sets=sets2)
         return rows, sign * layer.bias[neurons[:, 0]].repeat(2), j - 1
     if isinstance(layer, nn.Linear):
         w, b = layer.weight[neurons[:, 0]], layer.bias[neurons[:, 0]]

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Threat
-from .patches import Patches
+from .patches import Patches, per_row
 
 _CORNERS = [(dt, dy, dx, (-1) ** (3 - dt - dy - dx)) for dt in (0, 1) for dy in (0, 1) for dx in (0, 1)]
 
@@ -76,9 +76,7 @@ def _per_row(A, t: torch.Tensor, sets: torch.Tensor | None) -> torch.Tensor:
     """The per-set tensor t (N x shape) read for every row of A (dense, or at its box)."""
     if isinstance(A, Patches):
         return A.gather(t)
-    if sets is None or t.shape[0] == 1:
-        return t[:1].expand((A.shape[0],) + tuple(t.shape[1:]))
-    return t[sets]
+    return per_row(t, torch.zeros(A.shape[0], dtype=torch.long, device=A.device) if sets is None else sets)
 
 
 class BoxSupport:
