@@ -82,3 +82,17 @@ def test_results_csv_round_trip_with_header_and_witness(tmp_path):
     (tmp_path / "tool.csv").write_text("b,n.onnx,p.vnnlib,0,holds\n")
     with pytest.raises(InputError, match="tool.csv:1: expected 6 or 7 columns"):
         vc.read_results_csv(tmp_path / "tool.csv")
+
+
+def test_manifest_round_trip_and_matching(tmp_path):
+    from stverify.interchange.manifest import ExportedInstance, match, read_manifest, write_manifest
+
+    insts = [ExportedInstance("onnx/tiny.onnx", f"vnnlib/tiny_{i}.vnnlib", 60.0, "tiny", None, None, "data.npz", "test", i, 1,
+                              "anyframes:eps=8/255,k=1") for i in range(3)]
+    write_manifest(tmp_path, insts)
+    assert read_manifest(tmp_path) == insts
+    got = match(["./benchmarks/stverify/vnnlib/tiny_1.vnnlib", "vnnlib/tiny_2.vnnlib", "other/x.vnnlib"], insts)
+    assert got == {"./benchmarks/stverify/vnnlib/tiny_1.vnnlib": insts[1], "vnnlib/tiny_2.vnnlib": insts[2]}
+    (tmp_path / "manifest.json").write_text('{"format": "other"}')
+    with pytest.raises(InputError, match="not a stverify export manifest"):
+        read_manifest(tmp_path)
