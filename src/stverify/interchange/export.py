@@ -129,8 +129,9 @@ def check_points(items: list[Item], rng: np.random.Generator) -> np.ndarray:
     return np.stack(points[:CHECK_MAX_POINTS])
 
 
-def write_models(name: str, net: Network, points: np.ndarray, folder: Path, rewrite: str | None, log) -> Path:
-    """Write the model (and its rewrite), check them with onnxruntime; the file instances.csv lists."""
+def write_models(name: str, net: Network, rewritten: onnx.ModelProto | None, rewrite: str | None, points: np.ndarray,
+                 folder: Path, log) -> Path:
+    """Write the model (and its ``rewrite``), check them with onnxruntime; the file instances.csv lists."""
     model = network_to_onnx(net)
     path = folder / f"{slug(name)}.onnx"
     onnx.save(model, path)
@@ -140,9 +141,8 @@ def write_models(name: str, net: Network, points: np.ndarray, folder: Path, rewr
         + ("exactly float32" if rounding == 0 else f"rounded to float32 (largest change {rounding:.2g})")
         + f"; onnxruntime vs the float64 reference on {len(points)} inputs: max abs diff "
           f"{np.max(np.abs(logits - net.forward(points))):.2g} (logits up to {np.max(np.abs(logits)):.3g})")
-    if rewrite is None:
+    if rewritten is None:
         return path
-    rewritten = rewrite_network(net, rewrite)
     rpath = folder / f"{slug(name)}.{rewrite}.onnx"
     diff = float(np.max(np.abs(run_onnx(rewritten, points) - logits)))
     shape = "x".join(str(d.dim_value) for d in rewritten.graph.input[0].type.tensor_type.shape.dim)
@@ -172,12 +172,13 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
         if len(files[it.key]) > MAX_MEMBER_FILES:
             raise InputError(f"--split-members: {it.threat} has {len(files[it.key])} member boxes on input {it.x.shape}, "
                              f"above the limit of {MAX_MEMBER_FILES} files per instance; export it as one disjunctive file")
+    nets = {name: net for name, net in nets.items() if any(it.model == name for it in unique)}
+    rewritten = {name: rewrite_network(net, rewrite) if rewrite else None for name, net in nets.items()}
     (out / "onnx").mkdir(parents=True, exist_ok=True)
     (out / "vnnlib").mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
-    run_files = {name: write_models(name, net, check_points([it for it in unique if it.model == name], rng),
-                                    out / "onnx", rewrite, log)
-                 for name, net in nets.items() if any(it.model == name for it in unique)}
+    run_files = {name: write_models(name, net, rewritten[name], rewrite, check_points([it for it in unique if it.model == name], rng),
+                                    out / "onnx", log) for name, net in nets.items()}
     exported = []
     for it in unique:
         split = split_members and isinstance(parse_threat(it.threat), (AnyFrames, AnyPatch))  # files state members
