@@ -114,8 +114,8 @@ def test_random_rewrites_are_exact(case):
 
 
 def test_rewrite_refusals():
-    net = Network([Conv3d(np.ones((1, 1, 1, 2, 2)), None), ReLU(), MaxPool3d((2, 2, 2)), Flatten(), Linear(np.ones((2, 8)), None)],
-                  (1, 4, 5, 5))
+    net = Network([Conv3d(np.ones((1, 1, 1, 2, 2)), None), ReLU(), MaxPool3d((2, 2, 2)), Flatten(),
+                   Linear(np.ones((2, 8)), None)], (1, 4, 5, 5))
     with pytest.raises(InputError, match=r"--rewrite conv2d: layer 2 MaxPool3d.*max over several frames"):
         rewrite(net, "conv2d")
     with pytest.raises(InputError, match=r"--rewrite gemm: layer 2 MaxPool3d.*not linear"):
@@ -192,7 +192,8 @@ def test_export_user_errors(tmp_path, stub_vnnlib, capsys):
     out = str(tmp_path / "out")
     for argv, words in [(["export", "--out", out], "give a bench CONFIG.toml, or --model and --threat"),
                         (["export", "--model", "nope", "--threat", "linf:eps=1/255", "--out", out], "neither a zoo model"),
-                        (["export", "--model", "tiny", "--threat", "anyframes:k=9,eps=1/255", "--out", out], "k must be in 1..T=4"),
+                        (["export", "--model", "tiny", "--threat", "anyframes:k=9,eps=1/255", "--out", out],
+                         "k must be in 1..T=4"),
                         (["export", "--model", "small", "--threat", "anypatch:eps=1/255,len=2,h=4,w=4", "--split-members",
                           "--out", out], "1183 member boxes"),
                         (["export", "--model", "tiny_maxpool", "--threat", "linf:eps=1/255", "--rewrite", "gemm", "--out", out],

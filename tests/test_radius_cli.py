@@ -26,7 +26,8 @@ def files(tmp_path_factory):
     net = tiny_network(0)
     images = np.random.default_rng(0).integers(0, 256, size=(4, 3, 5, 5), dtype=np.uint8)
     labels = net.predict(images[:, None] / 255.0).reshape(-1, 1)
-    np.savez(tmp / "d.npz", **{f"{s}_{p}": a for s in ("train", "val", "test") for p, a in (("images", images), ("labels", labels))})
+    np.savez(tmp / "d.npz", **{f"{s}_{p}": a for s in ("train", "val", "test")
+                               for p, a in (("images", images), ("labels", labels))})
     onnx.save(network_to_onnx(net), tmp / "m.onnx")
     return str(tmp / "m.onnx"), str(tmp / "d.npz")
 
@@ -61,7 +62,8 @@ def test_no_counterexample_below_eps_max_and_user_errors(files, capsys):
                      "--eps-max", "1e-4", "--tol", "1e-5"]) == 0
     err = capsys.readouterr().err
     assert "no counterexample up to eps_max = 0.0001" in err and "linf:eps=*" in err
-    for argv, words in [(["--threat", "anyframes:k=7"], "k must be in 1..T=3"), (["--threat", "blob"], "unknown threat kind 'blob'"),
+    for argv, words in [(["--threat", "anyframes:k=7"], "k must be in 1..T=3"),
+                        (["--threat", "blob"], "unknown threat kind 'blob'"),
                         (["--threat", "linf", "--index", "9"], "index 9 out of range")]:
         assert cli_main(["radius", "--model", model, "--data", data] + argv) == 2
         err = capsys.readouterr().err

@@ -102,7 +102,8 @@ def cmd_radius(args) -> int:
                 f"{', '.join(map(str, info['frames_changed']))}, max |x - x0| = {info['max_abs_change']:.6g}; class "
                 f"{info['predicted']} wins (margin float64 {info['margin_float64']:.4g}, float32 {info['margin_float32']:.4g}, "
                 f"replays: {'yes' if info['replays'] else 'NO'})")
-    c.print("trace: " + "; ".join(f"{h['t']:.2f} s {h['by']} [{h['lower']:.4g}, {h['upper']:.4g}]" for h in res.history))
+    c.print("trace (s, by, bracket):\n" + "\n".join(f"  {h['t']:7.2f}  {h['by']:<12} [{h['lower']:.6g}, {h['upper']:.6g}]"
+                                                    for h in res.history))
     return 0
 
 

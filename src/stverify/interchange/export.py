@@ -177,8 +177,9 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
     (out / "onnx").mkdir(parents=True, exist_ok=True)
     (out / "vnnlib").mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
-    run_files = {name: write_models(name, net, rewritten[name], rewrite, check_points([it for it in unique if it.model == name], rng),
-                                    out / "onnx", log) for name, net in nets.items()}
+    run_files = {name: write_models(name, net, rewritten[name], rewrite,
+                                    check_points([it for it in unique if it.model == name], rng), out / "onnx", log)
+                 for name, net in nets.items()}
     exported = []
     for it in unique:
         split = split_members and isinstance(parse_threat(it.threat), (AnyFrames, AnyPatch))  # files state members
