@@ -3,10 +3,12 @@ VNN-COMP folder that ``stverify export`` writes (instances.csv rows resolve, the
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from onnx.reference import ReferenceEvaluator
 
+from conftest import tiny_network
 from stverify import zoo
 from stverify.cli import main as cli_main
 from stverify.data import ensure_dataset, load_npz
@@ -113,6 +115,18 @@ def test_random_rewrites_are_exact(case):
     assert float32_rounding(net) > 0
 
 
+@pytest.mark.parametrize("pool", [AvgPool3d((2, 2, 2), (1, 2, 1)), AvgPool3d((3, 1, 2), (2, 1, 1)),
+                                  MaxPool3d((1, 2, 2), (2, 1, 2)), MaxPool3d((1, 3, 2), (1, 2, 1))], ids=str)
+def test_pools_over_frames(pool):
+    """Pools with temporal kernels and frame strides after a temporally padded, strided Conv3d."""
+    rng = np.random.default_rng(1)
+    conv = Conv3d(rng.normal(size=(2, 2, 3, 2, 3)), rng.normal(size=2), stride=(2, 1, 1), padding=(1, 0, 1))
+    shape = pool.output_shape(conv.output_shape((2, 7, 5, 6)))
+    net = Network([conv, ReLU(), pool, Flatten(), Linear(rng.normal(size=(3, int(np.prod(shape)))), None)], (2, 7, 5, 6))
+    kinds = ("conv2d",) if isinstance(pool, MaxPool3d) else ("conv2d", "gemm")
+    check_rewrites(net, rng.uniform(0, 1, size=(5, 2, 7, 5, 6)), kinds)
+
+
 def test_rewrite_refusals():
     net = Network([Conv3d(np.ones((1, 1, 1, 2, 2)), None), ReLU(), MaxPool3d((2, 2, 2)), Flatten(),
                    Linear(np.ones((2, 8)), None)], (1, 4, 5, 5))
@@ -170,7 +184,7 @@ def test_export_writes_a_vnncomp_folder(tmp_path, stub_vnnlib, capsys):
     assert linf.member is None and linf.model == "tiny" and linf.data == "video" and linf.split == "test"
     back = from_onnx(out / "onnx" / "tiny.onnx")  # the Conv3d model is written too
     np.testing.assert_array_equal(back.forward(X[:4]), net.forward(X[:4]))
-    assert run_onnx(__import__("onnx").load(out / "onnx" / "tiny.conv2d.onnx"), X[:2]).shape == (2, 4)
+    assert run_onnx(onnx.load(out / "onnx" / "tiny.conv2d.onnx"), X[:2]).shape == (2, 4)
 
 
 def test_export_from_a_bench_config(tmp_path, stub_vnnlib):
@@ -202,3 +216,18 @@ def test_export_user_errors(tmp_path, stub_vnnlib, capsys):
         err = capsys.readouterr().err
         assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not stub_vnnlib
+
+
+def test_export_checks_what_it_writes(tmp_path, stub_vnnlib, monkeypatch):
+    """float64 weights are reported as rounded; a rewrite that differs from the model is never written."""
+    net = tiny_network(2)  # random float64 weights
+    x = np.random.default_rng(0).uniform(0, 1, size=net.input_shape)
+    item = ex.Item("rand", None, None, "none.npz", "test", 0, int(net.predict(x)), "anyframes:eps=2/255,k=1", x)
+    lines = []
+    ex.export([item], {"rand": net}, tmp_path / "a", 10, rewrite="gemm", log=lines.append)
+    assert "weights rounded to float32 (largest change" in lines[0] and "gemm rewrite" in lines[1]
+    wrong = Network(net.layers[:-1] + (Linear(net.layers[-1].weight * 1.001, net.layers[-1].bias),), net.input_shape)
+    monkeypatch.setattr(ex, "rewrite_network", lambda _, kind: rewrite(wrong, kind))
+    with pytest.raises(RuntimeError, match="rewrite of rand differs"):
+        ex.export([item], {"rand": net}, tmp_path / "b", 10, rewrite="conv2d", log=lines.append)
+    assert not (tmp_path / "b" / "onnx" / "rand.conv2d.onnx").exists()
