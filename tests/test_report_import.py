@@ -162,3 +162,25 @@ def test_import_errors(run, tmp_path, capsys):
         write_report(run / "out", [("milp", tmp_path / "r.csv")], manifest=run / "export")
     assert cli_main(["report", str(run / "out"), "--import", "nameless"]) == 2
     assert "expects NAME=results.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("results,status", [(["unsat"] * 4, "verified"), (["unsat", "unsat", "sat", "unsat"], "falsified"),
+                                            (["unsat", "error", "sat", "unsat"], "falsified"),
+                                            (["unsat", "timeout", "unknown", "unsat"], "timeout"),
+                                            (["unsat", "unsat", "unsat"], "unknown"), (["unsat"] * 3 + [None], "unknown")])
+def test_member_files_combine_into_the_union(tmp_path, results, status):
+    """A union exported as 4 member files: verified only if every member is unsat."""
+    from stverify.bench.imported import import_results
+    from stverify.interchange.manifest import ExportedInstance, write_manifest
+
+    union = "anyframes:eps=8/255,k=1"
+    files = [ExportedInstance("onnx/tiny.onnx", f"vnnlib/m{k}.vnnlib", 10.0, "tiny", None, None, "video", "test", 0, 1,
+                              f"frames:eps=8/255,frames={k}", union) for k in range(4)]
+    write_manifest(tmp_path, files)
+    rows = [["b", "x.onnx", f"vnnlib/m{k}.vnnlib", "0", r, "2"] for k, r in enumerate(results) if r]
+    if len(results) == 3:
+        rows.append(rows[0])  # a file twice is still one file
+    write_csv(tmp_path / "r.csv", rows)
+    [record], found = import_results("t", tmp_path / "r.csv")
+    assert record["status"] == status and record["threat"] == union and found["unmatched"] == 0
+    assert record["time_s"] == 2.0 * len(rows) and (status != "unknown" or "1 of 4 member files" in record["message"])

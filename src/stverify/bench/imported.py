@@ -38,14 +38,14 @@ def is_imported(r: dict) -> bool:
     return r["call"]["method"] == METHOD
 
 
-def _status(rows, n_members: int) -> tuple[str, str]:
-    statuses = [RESULT_TO_STATUS[r.result] for r in rows]
+def _status(pairs, n_files: int) -> tuple[str, str]:
+    """The status of one instance from the (row, exported file) pairs of its files, and why when undecided."""
+    statuses = [RESULT_TO_STATUS[r.result] for r, _ in pairs]
     for s in COMBINE:
         if s in statuses:
             return s, ""
-    if len(rows) < n_members:
-        return "unknown", f"{n_members - len(rows)} of {n_members} member files have no result"
-    return "verified", ""
+    missing = n_files - len({e.vnnlib for _, e in pairs})
+    return ("unknown", f"{missing} of {n_files} member files have no result") if missing else ("verified", "")
 
 
 def import_results(name: str, csv_path, manifest=None) -> tuple[list[dict], dict]:
@@ -58,7 +58,7 @@ def import_results(name: str, csv_path, manifest=None) -> tuple[list[dict], dict
     exported = read_manifest(manifest)
     rows = read_results_csv(csv_path)
     found = match([r.vnnlib for r in rows], exported)
-    members: dict = {}  # instance -> number of files stating it
+    members: dict = {}  # instance -> the number of files stating it
     for e in exported:
         k = (e.model, e.split, e.index, e.member or e.threat)
         members[k] = members.get(k, 0) + 1
@@ -72,7 +72,7 @@ def import_results(name: str, csv_path, manifest=None) -> tuple[list[dict], dict
         rs = [r for r, _ in pairs]
         e = pairs[0][1]
         threat = parse_threat(key[3])
-        status, message = _status(rs, members[key])
+        status, message = _status(pairs, members[key])
         sat = next((r for r in rs if r.result == "sat"), None)
         records.append({"model": e.model, "model_file": e.model_file, "arch": e.arch, "data": e.data, "split": e.split,
                         "index": e.index, "label": e.label, "kind": threat.kind, "eps": format_eps(threat.eps),
@@ -82,4 +82,5 @@ def import_results(name: str, csv_path, manifest=None) -> tuple[list[dict], dict
                         "counterexample": None, "witness": None if sat is None or sat.witness is None else str(sat.witness),
                         "stats": {"prepare_time": sum(r.prepare_time for r in rs), "files": len(rs)}, "message": message})
     return records, {"name": name, "results": str(csv_path), "manifest": str(manifest), "rows": len(rows),
-                     "matched": len(found), "unmatched": len(rows) - len(found), "instances": len(records)}
+                     "matched": sum(r.vnnlib in found for r in rows), "unmatched": sum(r.vnnlib not in found for r in rows),
+                     "instances": len(records)}
