@@ -145,7 +145,7 @@ def stub_vnnlib(monkeypatch):
     """Until the VNN-LIB writer lands: a file naming the threat and label (the export calls it once per file)."""
     calls = []
 
-    def write(path, threat, x0, label):
+    def write(path, threat, x0, label, n_classes):
         calls.append((threat, label))
         path.write_text(f"; {threat.spec()} label {label}\n")
 

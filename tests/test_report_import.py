@@ -39,7 +39,7 @@ method = "milp"
 """
 
 
-def _stub_writer(path, threat, x0, label):
+def _stub_writer(path, threat, x0, label, n_classes):
     path.write_text(f"; {threat.spec()} label {label}\n")
 
 

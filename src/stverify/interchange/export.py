@@ -109,11 +109,11 @@ def member_threats(threat: Threat, shape) -> list[Threat]:
     return [threat]
 
 
-def write_property(path: Path, threat: Threat, x0: np.ndarray, label: int) -> None:
-    """The VNN-LIB file stating that ``label`` wins on every point of ``threat``'s set around x0."""
+def write_property(path: Path, threat: Threat, x0: np.ndarray, label: int, n_classes: int) -> None:
+    """The VNN-LIB file stating that ``label`` wins (of ``n_classes``) on every point of ``threat``'s set around x0."""
     from .vnnlib import write_vnnlib
 
-    write_vnnlib(path, threat, x0, label)
+    write_vnnlib(path, threat, x0, label, n_classes)
 
 
 def slug(text: str) -> str:
@@ -186,7 +186,7 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
         stem = f"{slug(it.model)}_{it.split}{it.index}_{slug(it.threat)}"
         for k, t in enumerate(files[it.key]):
             path = out / "vnnlib" / (f"{stem}_m{k}.vnnlib" if split else f"{stem}.vnnlib")
-            write_property(path, t, it.x, it.label)
+            write_property(path, t, it.x, it.label, nets[it.model].n_classes)
             exported.append(ExportedInstance(run_files[it.model].relative_to(out).as_posix(), path.relative_to(out).as_posix(),
                                              float(timeout), it.model, it.model_file, it.arch, it.data, it.split, it.index,
                                              it.label, t.spec(), it.threat if split else None))
