@@ -231,3 +231,47 @@ def test_export_checks_what_it_writes(tmp_path, stub_vnnlib, monkeypatch):
     with pytest.raises(RuntimeError, match="rewrite of rand differs"):
         ex.export([item], {"rand": net}, tmp_path / "b", 10, rewrite="conv2d", log=lines.append)
     assert not (tmp_path / "b" / "onnx" / "rand.conv2d.onnx").exists()
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+@pytest.mark.parametrize("split_members", [False, True], ids=["union", "members"])
+def test_exported_vnnlib_reads_back_to_the_same_set_and_verdict(tmp_path, split_members):
+    """Export, then ``load_vnnlib`` on the written ONNX and VNN-LIB: the member boxes are the threat's
+    exactly (points of the set in, points just outside out), and the MILP gives the threat's verdict
+    (and, on one disjunctive file, its optimal margin)."""
+    vnnlib = pytest.importorskip("stverify.interchange.vnnlib")
+    from stverify import load_sample, verify
+    from stverify.bench.config import data_path
+
+    items, nets = ex.items_from_args(ex.model_spec("tiny_std"), "test", [0, 1],
+                                     ["anyframes:k=1,eps=32/255", "anypatch:eps=48/255,len=3,h=8,w=8", "linf:eps=8/255"])
+    ex.export(items, nets, tmp_path, 30, split_members=split_members, log=lambda _: None)
+    net, rng = from_onnx(tmp_path / "onnx" / "tiny_std.onnx"), np.random.default_rng(0)
+    results: dict = {}  # (index, stverify threat) -> the MILP's results on its files
+    for e in read_manifest(tmp_path):
+        prop = vnnlib.load_vnnlib(tmp_path / e.vnnlib, net)
+        x0, label = load_sample(data_path(e.data), e.split, e.index)
+        threat = parse_threat(e.threat)
+        boxes = sorted((lo.tobytes(), hi.tobytes()) for lo, hi in threat.member_boxes(x0))
+        assert sorted((lo.tobytes(), hi.tobytes()) for lo, hi in zip(prop.spec.lo, prop.spec.hi)) == boxes
+        assert all(prop.threat.contains(prop.x0, p, tol=0.0) for p in threat.sample(x0, 20, rng))
+        lo, hi = threat.interval(x0)
+        free = np.argwhere(np.broadcast_to(threat.perturbable(x0.shape)[None], x0.shape))
+        for p in threat.sample(x0, 5, rng):  # one perturbable voxel pushed just past its interval
+            v = tuple(free[rng.integers(len(free))])
+            p[v] = hi[v] + 1e-6 if hi[v] < 1 else lo[v] - 1e-6
+            assert not threat.contains(x0, p, tol=0.0) and not prop.threat.contains(prop.x0, p, tol=0.0)
+        res = prop.verify(method="milp", timeout=60, optimal=not split_members)
+        assert res.status in ("verified", "falsified") and prop.label == label
+        if res.status == "falsified":
+            assert prop.check_witness(res.counterexample).ok
+        results.setdefault((e.index, e.member or e.threat), []).append(res)
+    statuses = set()
+    for (index, union), rs in results.items():
+        x0, label = load_sample(data_path(items[0].data), "test", index)
+        ref = verify(net, x0, label, parse_threat(union), method="milp", timeout=60, optimal=not split_members)
+        assert ("falsified" if any(r.status == "falsified" for r in rs) else "verified") == ref.status
+        if ref.status == "verified" and not split_members:  # the optimum over the same set
+            assert abs(rs[0].margin_lb - ref.margin_lb) <= 1e-5 * (1 + abs(ref.margin_lb))
+        statuses.add(ref.status)
+    assert statuses == {"verified", "falsified"}

@@ -192,6 +192,6 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
                                              it.label, t.spec(), it.threat if split else None))
     vnncomp.write_instances(out / "instances.csv", [vnncomp.Instance(out / e.onnx, out / e.vnnlib, e.timeout) for e in exported])
     write_manifest(out, exported)
-    log(f"{len(exported)} VNN-LIB files for {len(unique)} instances in {out / 'vnnlib'}; {out / 'instances.csv'} "
+    log(f"{len(exported)} VNN-LIB file(s) for {len(unique)} instance(s) in {out / 'vnnlib'}; {out / 'instances.csv'} "
         f"(onnx,vnnlib,timeout {timeout:g} s); {out / 'manifest.json'}")
     return exported
