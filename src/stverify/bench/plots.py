@@ -30,8 +30,9 @@ def cactus(records: list[dict], path: Path) -> None:
         ax.step(np.concatenate([[min(times)], t, [max(times)]]), np.concatenate([[0], np.arange(1, len(t) + 1), [len(t)]]),
                 where="post", lw=1.8, ls="-" if is_complete(rs[0]) else ":" if is_imported(rs[0]) else "--",
                 label=f"{m} ({len(t)}/{len(rs)})" + (" imported" if is_imported(rs[0]) else ""))
-    ax.set(xscale="log", xlabel="time limit per instance (s)", ylabel="instances decided",
-           title="Instances decided within a time limit (dashed: incomplete, dotted: imported)")
+    imported = ", dotted: imported" if any(is_imported(r) for r in records) else ""
+    ax.set(xscale="log", xlabel="time limit per instance (s)", ylabel="instances decided")
+    ax.set_title(f"Instances decided within a time limit (dashed: incomplete{imported})", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
