@@ -19,6 +19,9 @@ every ``I_v``), so "at most ``choose``" and "exactly ``choose``" define the same
 
 For ``anypatch`` the window start ``t`` takes every frame where the window fits; the patch
 corner ``(y, x)`` takes every multiple of ``stride`` where the patch fits.
+
+``Boxes`` is the one set not described by regions around x0: an explicit union of boxes (as a
+VNN-LIB file states it), built from arrays with ``Boxes.of``, not from the grammar.
 """
 from __future__ import annotations
 

@@ -67,7 +67,8 @@ MAX_OUTPUT_DISJUNCTS = 10_000  # disjuncts of the output property after distribu
 MAX_DNF_TERMS = 100_000  # conjunctions one (and ...) of disjunctions may expand to
 MAX_BOUNDS = 1_000_000  # bounds (two per free input per member) one written file may hold: ~35 MB of text
 IGNORED_COMMANDS = {"set-logic", "set-info", "set-option", "check-sat", "get-model", "exit"}
-_TOKEN = re.compile(r"\(|\)|;[^\n]*|[^\s();]+")
+_COMMENT = re.compile(r";[^\n]*")
+_TOKEN = re.compile(r"\(|\)|[^\s()]+")
 _VAR = re.compile(r"([XY])_(\d+)$")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _COMPARISONS = {"<=", ">=", "<", ">", "="}
@@ -229,36 +230,33 @@ class VnnlibProperty:
 
 
 class _Lexer:
-    """Tokens of an SMT-LIB text with their line numbers (comments skipped)."""
+    """The tokens of an SMT-LIB text, comments removed; a line number is worked out only for an error."""
 
     def __init__(self, text: str, where: str):
-        self.text, self.where = text, where
-        self._it = _TOKEN.finditer(text)
-        self.line, self._pos = 1, 0
-        self._peeked: str | None = None
+        self.text = _COMMENT.sub("", text)  # keeps the newlines, so lines still count right
+        self.where = where
+        self.toks = _TOKEN.findall(self.text)
+        self.i = 0
 
-    def _advance(self) -> str | None:
-        for m in self._it:
-            tok = m.group()
-            if tok[0] == ";":
-                continue
-            self.line += self.text.count("\n", self._pos, m.start())
-            self._pos = m.start()
-            return tok
-        return None
-
-    def peek(self) -> str | None:
-        if self._peeked is None:
-            self._peeked = self._advance()
-        return self._peeked
+    def peek(self, ahead: int = 0) -> str | None:
+        k = self.i + ahead
+        return self.toks[k] if k < len(self.toks) else None
 
     def next(self) -> str | None:
         tok = self.peek()
-        self._peeked = None
+        self.i += 1
         return tok
 
-    def error(self, what: str) -> InputError:
-        return InputError(f"{self.where}:{self.line}: {what}")
+    def line(self, at: int | None = None) -> int:
+        """The line of token ``at`` (default: the last one read)."""
+        at = max(0, min(self.i - 1 if at is None else at, len(self.toks) - 1))
+        for k, m in enumerate(_TOKEN.finditer(self.text)):
+            if k == at:
+                return self.text.count("\n", 0, m.start()) + 1
+        return self.text.count("\n") + 1
+
+    def error(self, what: str, at: int | None = None) -> InputError:
+        return InputError(f"{self.where}:{self.line(at)}: {what}")
 
     def expect(self, want: str, context: str) -> None:
         tok = self.next()
@@ -286,13 +284,16 @@ class _Conj:
     x: dict = field(default_factory=dict)
     y: list = field(default_factory=list)
 
+    def merge_bound(self, i: int, bound: list) -> None:
+        b = self.x.get(i)
+        if b is None:
+            self.x[i] = list(bound)
+        else:
+            b[0], b[1] = max(b[0], bound[0]), min(b[1], bound[1])
+
     def merge(self, other: "_Conj") -> "_Conj":
-        for i, (lo, hi) in other.x.items():
-            b = self.x.get(i)
-            if b is None:
-                self.x[i] = [lo, hi]
-            else:
-                b[0], b[1] = max(b[0], lo), min(b[1], hi)
+        for i, bound in other.x.items():
+            self.merge_bound(i, bound)
         self.y.extend(other.y)
         return self
 
@@ -319,8 +320,8 @@ class _Parser:
             if head == "declare-const":
                 self.declare()
             elif head == "assert":
-                line = lex.line
-                self.add_assert(self.formula(), line)
+                at = lex.i
+                self.add_assert(self.formula(), at)
                 lex.expect(")", "closing the assert")
             elif head in IGNORED_COMMANDS:
                 lex.skip_list()
@@ -338,14 +339,14 @@ class _Parser:
         lex.expect(")", f"closing the declaration of {name}")
         self.declared[m.group(1)].add(int(m.group(2)))
 
-    def add_assert(self, dnf: list[_Conj], line: int) -> None:
+    def add_assert(self, dnf: list[_Conj], at: int) -> None:
         if len(dnf) == 1:
             self.common.merge(dnf[0])
             return
         has_x, has_y = any(c.x for c in dnf), any(c.y for c in dnf)
         if has_x and has_y:
-            raise InputError(f"{self.where}:{line}: this assert mixes input (X) and output (Y) constraints inside a "
-                             "disjunction; stverify reads one input set (asserts over X) and one output set (asserts over Y)")
+            raise self.lex.error("this assert mixes input (X) and output (Y) constraints inside a disjunction; stverify "
+                                 "reads one input set (asserts over X) and one output set (asserts over Y)", at)
         if has_x:
             self.x_factors.append([c.x for c in dnf])
         elif has_y:
@@ -354,19 +355,26 @@ class _Parser:
     # --- formulas: each returns its disjunctive normal form, a list of _Conj ---
     def formula(self) -> list[_Conj]:
         lex = self.lex
+        if (b := self.simple_bound()) is not None:
+            return [_Conj({b[0]: b[1]})]
         if lex.next() != "(":
             raise lex.error("expected a formula '(and ...)', '(or ...)' or a comparison such as '(<= X_0 0.5)'")
         op = lex.next()
         if op in ("and", "or"):
-            parts = []
+            parts, bounds = [], _Conj()
             while lex.peek() == "(":
-                parts.append(self.formula())
+                if op == "and" and (b := self.simple_bound()) is not None:  # the common case, merged in place
+                    bounds.merge_bound(*b)
+                else:
+                    parts.append(self.formula())
             lex.expect(")", f"closing ({op} ...)")
+            if bounds.x:
+                parts.append([bounds])
             if op == "or" and not parts:
                 raise lex.error("(or) without disjuncts is false: the property could never be violated")
             return _or(parts) if op == "or" else _and(parts, self.lex)
         if op in _COMPARISONS:
-            line = lex.line
+            at = lex.i - 1
             terms = []
             while lex.peek() != ")":
                 if lex.peek() is None:
@@ -377,7 +385,7 @@ class _Parser:
                 raise lex.error(f"({op} ...) needs two terms, found {len(terms)}")
             conj = _Conj()
             for a, b in zip(terms, terms[1:]):
-                for c in self.atoms(op, a, b, line):
+                for c in self.atoms(op, a, b, at):
                     conj.merge(c)
             return [conj]
         raise lex.error(f"expected and, or, or a comparison (<=, >=, <, >, =), found {_shown(op)}")
@@ -431,32 +439,41 @@ class _Parser:
             raise self.lex.error(f"{kind}_{i} is used but not declared (expected (declare-const {kind}_{i} Real) first)")
         return kind, i
 
-    def atoms(self, op: str, a, b, line: int) -> list[_Conj]:
+    def simple_bound(self) -> tuple[int, list] | None:
+        """If the next tokens are (op X_i number) or (op number X_i) with op <=, >=, <, > or =, read
+        them and return (i, [lo, hi]); else read nothing and return None (a fast path, for the
+        thousands of bounds a file may hold)."""
+        toks, k = self.lex.toks, self.lex.i
+        if k + 4 >= len(toks) or toks[k] != "(" or toks[k + 4] != ")" or toks[k + 1] not in _COMPARISONS:
+            return None
+        op, a, b = toks[k + 1:k + 4]
+        for var, num, flipped in ((a, b, False), (b, a, True)):
+            if var[:2] == "X_" and var[2:].isdigit() and _NUMBER.match(num):
+                i = int(var[2:])
+                if i not in self.declared["X"]:
+                    return None  # the general path reports it
+                self.lex.i += 5
+                return i, _interval(op, float(num), flipped)
+        return None
+
+    def atoms(self, op: str, a, b, at: int) -> list[_Conj]:
         """The comparison (op a b) as conjunctions of one bound or one output atom each."""
-        where = f"{self.where}:{line}"
-        if isinstance(a, str) and isinstance(b, str):  # fast path: (op X_i number) and (op number X_i)
-            ma, mb = _VAR.match(a), _VAR.match(b)
-            if ma and ma.group(1) == "X" and not mb and _NUMBER.match(b):
-                return [_bound(self.variable(ma)[1], op, float(b), lower_side=False)]
-            if mb and mb.group(1) == "X" and not ma and _NUMBER.match(a):
-                return [_bound(self.variable(mb)[1], op, float(a), lower_side=True)]
         (ca, ka), (cb, kb) = self.linear(a), self.linear(b)
         coef, const = _sum([(ca, ka), _scale((cb, kb), -1)])  # a - b
         kinds = {var[0] for var, c in coef.items() if c != 0}
         if not kinds:
-            raise InputError(f"{where}: ({op} ...) compares constants; expected a constraint on X_<i> or Y_<j>")
+            raise self.lex.error(f"({op} ...) compares constants; expected a constraint on X_<i> or Y_<j>", at)
         if kinds == {"X", "Y"}:
-            raise InputError(f"{where}: ({op} ...) relates inputs and outputs; expected a bound of one X_<i> or a "
-                             "constraint over Y_<j>")
+            raise self.lex.error(f"({op} ...) relates inputs and outputs; expected a bound of one X_<i> or a "
+                                 "constraint over Y_<j>", at)
         if kinds == {"X"}:
             nz = [(i, c) for (_, i), c in coef.items() if c != 0]
             if len(nz) != 1:
-                raise InputError(f"{where}: ({op} ...) involves {len(nz)} inputs; input constraints must bound one X_<i> "
-                                 "by a constant (boxes)")
+                raise self.lex.error(f"({op} ...) involves {len(nz)} inputs; input constraints must bound one X_<i> "
+                                     "by a constant (boxes)", at)
             (i, c), = nz
             # c X_i + const (op) 0  <=>  X_i (op, flipped if c < 0) -const / c
-            value = float(-const / c)
-            return [_bound(i, op, value, lower_side=c < 0)]
+            return [_Conj({i: _interval(op, float(-const / c), flipped=c < 0)})]
         ycoef = {i: c for (_, i), c in coef.items() if c != 0}
         signs = {">=": [1], ">": [1], "<=": [-1], "<": [-1], "=": [1, -1]}[op]
         strict = op in ("<", ">")
@@ -537,12 +554,12 @@ def _scale(term, s):
     return {v: a * s for v, a in c.items()}, k * s
 
 
-def _bound(i: int, op: str, value: float, lower_side: bool) -> _Conj:
-    """The conjunction bounding X_i by ``value``: (op X_i value), or (op value X_i) when ``lower_side``."""
+def _interval(op: str, value: float, flipped: bool) -> list:
+    """[lo, hi] of X_i from (op X_i value), or from (op value X_i) when ``flipped`` (strict read as closed)."""
     if op == "=":
-        return _Conj({i: [value, value]})
-    upper = (op in ("<=", "<")) != lower_side  # X_i <= value
-    return _Conj({i: [-np.inf, value] if upper else [value, np.inf]})
+        return [value, value]
+    upper = (op in ("<=", "<")) != flipped  # X_i <= value
+    return [-np.inf, value] if upper else [value, np.inf]
 
 
 def _or(parts: list[list[_Conj]]) -> list[_Conj]:
@@ -690,8 +707,8 @@ def run_cli(args) -> int:
         Path(args.out).write_text(text)
     else:
         sys.stdout.write(text)
-    margin = "-" if res.margin_lb is None else f"{res.margin_lb:.6g}"
-    print(f"{result} ({method}: {res.status}, margin_lb {margin}, {res.time_s:.2f} s; {prop.stats['members']} input box(es), "
+    bound = f", margin_lb {res.margin_lb:.6g}" if res.margin_lb is not None and res.status != "falsified" else ""
+    print(f"{result} ({method}: {res.status}{bound}, {res.time_s:.2f} s; {prop.stats['members']} input box(es), "
           f"{prop.stats['reduction']}){': ' + note if note else ''}" + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
     return 0
 
