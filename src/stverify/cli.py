@@ -10,6 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .errors import InputError
 from .threats import EXAMPLES, ThreatError, parse_threat
 
 DEMO_MODEL = "tiny"
@@ -122,7 +123,7 @@ def cmd_verify(args) -> int:
 
         return run_cli(args)
     if args.threat is None:
-        raise SystemExit("error: --threat is required (or --vnnlib with a VNN-LIB property)")
+        raise InputError("--threat is required (or --vnnlib with a VNN-LIB property)")
     args.method = args.method or "stbp"
     try:
         threat = parse_threat(args.threat)

@@ -392,7 +392,7 @@ class _Parser:
 
     def term(self):
         """A linear term: (coefficients {('X'|'Y', index): Fraction}, constant Fraction), or a bare
-        token (a variable name or a number) left for ``atoms``' fast path."""
+        token (a variable name or a number), which ``linear`` reads."""
         lex = self.lex
         tok = lex.next()
         if tok is None or tok == ")":
