@@ -8,7 +8,8 @@ from .threats import Threat, ThreatError, parse_threat
 from .verify import METHODS, verify
 from .complete.radius import RadiusResult, max_safe_radius
 from .complete.crosscheck import CrossCheck, crosscheck
+from .interchange.vnnlib import load_vnnlib
 
 __version__ = "0.1.0"
 __all__ = ["Certificate", "CrossCheck", "METHODS", "Network", "Threat", "ThreatError", "VerifyResult", "certify", "load_network",
-           "load_npz", "load_sample", "parse_threat", "crosscheck", "max_safe_radius", "verify"]
+           "load_npz", "load_vnnlib", "load_sample", "parse_threat", "crosscheck", "max_safe_radius", "verify"]

@@ -10,6 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .errors import InputError
 from .threats import EXAMPLES, ThreatError, parse_threat
 
 DEMO_MODEL = "tiny"
@@ -117,6 +118,13 @@ def cmd_verify(args) -> int:
     from .data import load_sample
     from .verify import verify
 
+    if args.vnnlib:  # a VNN-COMP instance: the answer in the VNN-COMP result format
+        from .interchange.vnnlib import run_cli
+
+        return run_cli(args)
+    if args.threat is None:
+        raise InputError("--threat is required (or --vnnlib with a VNN-LIB property)")
+    args.method = args.method or "stbp"
     try:
         threat = parse_threat(args.threat)
     except ThreatError as e:
@@ -159,15 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--timeout", type=float, default=30.0, help="seconds per complete verification (default 30)")
     d.set_defaults(func=cmd_demo)
 
-    v = sub.add_parser("verify", help="verify one instance", description="Verify one instance of a MedMNIST-format .npz against a threat set.")
+    v = sub.add_parser("verify", help="verify one instance", description="Verify one instance of a MedMNIST-format .npz against a threat set, "
+                       "or a VNN-LIB property (--vnnlib), answered in the VNN-COMP result format.")
     v.add_argument("--model", required=True, help="zoo model name, .onnx file, or .pt state file (with --arch)")
     v.add_argument("--arch", help="zoo architecture for a .pt state file (loaded with weights_only=True)")
     v.add_argument("--data", help="MedMNIST-format .npz (default: the zoo model's generated dataset)")
     v.add_argument("--split", default="test", choices=("train", "val", "test"))
     v.add_argument("--index", type=int, default=0)
     v.add_argument("--label", type=int, help="class to verify (default: the dataset label)")
-    v.add_argument("--threat", required=True, help=THREAT_HELP)
-    v.add_argument("--method", default="stbp", help="stbp, box-ibp, box-crown, milp, smt, bab, all (as available)")
+    v.add_argument("--threat", help=THREAT_HELP)
+    v.add_argument("--vnnlib", metavar="PROP.vnnlib", help="verify this VNN-LIB property instead of --data/--threat; writes the "
+                   "VNN-COMP result (sat + witness, unsat, timeout, unknown, error) to --out or stdout")
+    v.add_argument("--out", metavar="FILE", help="with --vnnlib: the result file to write")
+    v.add_argument("--method", help="stbp (default), box-ibp, box-crown, milp, smt, bab (default with --vnnlib), all")
     v.add_argument("--relaxation", choices=("ibp", "crown", "alpha-crown"), help="STBP relaxation (default crown)")
     v.add_argument("--solver", help="MILP backend: scip (default), highs, gurobi")
     v.add_argument("--bounds", help="big-M source for MILP: naive, stbp (default), lp")

@@ -8,7 +8,8 @@ Nodes are expanded best-first, lowest bound first:
   * every margin bound > 0, or the sub-problem empty                       -> proven (pruned);
   * at most ``leaf_binaries`` binaries (unstable ReLUs + threat choices)   -> MILP on (S', s);
   * else split the threat (anyframes with C(T, k) <= 64: one ``Frames`` child per k-subset;
-    anypatch: halve the area along the axis with most window starts), or, for a single box, the
+    anypatch: halve the area along the axis with most window starts; an explicit union of boxes:
+    halve the list of members), or, for a single box, the
     unstable ReLU with the highest BaBSR-style score (Bunel et al., 2020): with A the CROWN
     coefficient of the open margins on the ReLU's output and [l, u] its input bounds, the upper
     relaxation costs the bound |min(A, 0)| u(-l)/(u - l), which the split removes (when every
@@ -37,10 +38,9 @@ from torch import nn
 from ..encodings.backends import SolverError
 from ..encodings.milp import encode
 from ..result import VerifyResult
-from ..stbp_hybrid.certify import certify, torch_layers
+from ..stbp_hybrid.certify import certify, make_support, torch_layers
 from ..stbp_hybrid.propagate import backward, relu_relaxation, spec_matrix
-from ..stbp_hybrid.support import ThreatSupport
-from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Frames, Threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Frames, Threat
 from .attack import attack
 from .milp_verify import decide
 from ..replay import replay
@@ -79,6 +79,8 @@ def threat_children(threat: Threat, shape) -> list[Threat]:
             area[axis] = (int(half[0]), int(half[-1]) + size[axis])
             out.append(replace(threat, area=tuple(v for pair in area for v in pair)))
         return out
+    if isinstance(threat, Boxes) and len(threat.lo) > 1:
+        return [threat.subset(half) for half in np.array_split(np.arange(len(threat.lo)), 2)]
     return []
 
 
@@ -89,6 +91,8 @@ def n_choice_binaries(threat: Threat, shape) -> int:
     if isinstance(threat, AnyPatch):
         n = len(threat.placements(shape))
         return n if n > 1 else 0
+    if isinstance(threat, Boxes):
+        return len(threat.lo) if len(threat.lo) > 1 else 0
     return 0
 
 
@@ -161,7 +165,7 @@ class _BaB:
 
     def primal(self, node: Node, A_in: torch.Tensor) -> np.ndarray | None:
         """The minimisers over the sub-threat of the margins' linear lower bounds, if one replays."""
-        sup = ThreatSupport(self.x, node.threat, self.domain)
+        sup = make_support(self.x, node.threat, "threat", self.domain)
         pts = torch.stack([sup.argmin(a) for a in A_in]).numpy()
         logits = self.net.forward(pts)
         m = logits[:, self.y] - np.max(np.delete(logits, self.y, axis=1), axis=1)

@@ -13,7 +13,9 @@ every other entry is a constant, its clean activation at x0, folded into row rig
 * Threat set, x = x0 + d with d_v in [dlo_v, dhi_v] (the clipped interval minus x0): perturbed
   voxels are variables bounded by that interval; ``anyframes`` adds a binary z_t per frame with
   sum z <= k and dlo_v z_t <= x_v - x0_v <= dhi_v z_t; ``anypatch`` a binary b_p per placement with
-  sum b = 1 and dlo_v B_v <= x_v - x0_v <= dhi_v B_v, B_v = sum of b_p over placements covering v.
+  sum b = 1 and dlo_v B_v <= x_v - x0_v <= dhi_v B_v, B_v = sum of b_p over placements covering v;
+  an explicit union of boxes (``Boxes``, e.g. from VNN-LIB) a binary b_k per member with sum b = 1
+  and sum_k lo_kv b_k <= x_v <= sum_k hi_kv b_k (``_member_rows``).
 The big-M constants come from ``bounds`` (``bounds[i]`` a box containing the input of layer i),
 which must be sound: the encoding is exact exactly when they are.
 """
@@ -26,7 +28,7 @@ import scipy.sparse as sp
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU
-from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Threat
 from .common import prepare
 
 
@@ -205,7 +207,30 @@ class _Encoder:
             off = np.stack(np.meshgrid(*map(np.arange, size), indexing="ij"), -1).reshape(-1, 3)
             t, yy, xx = (starts[:, None, :] + off[None]).reshape(-1, 3).T
             self._choice_rows(v, lo, hi, np.repeat(b, len(off)), (t * H + yy) * W + xx)
+        elif isinstance(self.threat, Boxes) and len(self.threat.lo) > 1:
+            self._member_rows(v)
         return v
+
+    def _member_rows(self, v) -> None:
+        """An explicit union of boxes: binaries b_k (sum b = 1) and, for every input variable whose
+        interval differs between members, sum_k lo_kv b_k <= x_v <= sum_k hi_kv b_k, written as
+        x_v >= r_v + sum_k (lo_kv - r_v) b_k (and the same for hi) with r_v the median member bound,
+        which is equal because sum b = 1 and keeps only the members whose bound differs from r_v."""
+        K = len(self.threat.lo)
+        b = self.m.add_vars(np.zeros(K), np.ones(K), True, "threat.members")
+        self.m.add_row(b, 1.0, 1.0, 1.0)
+        var = np.flatnonzero(v.ravel() >= 0)
+        for bound, is_lower in ((self.threat.lo, True), (self.threat.hi, False)):
+            per = bound.reshape(K, -1)[:, var]  # K x variables
+            ref = np.sort(per, axis=0)[K // 2]
+            k, j = np.nonzero(per != ref)
+            rows = np.unique(j)  # variables with a member-dependent bound
+            row = np.full(len(var), -1)
+            row[rows] = np.arange(len(rows))
+            r = np.concatenate([row[rows], row[j]])
+            c = np.concatenate([v.ravel()[var[rows]], b[k]])
+            w = np.concatenate([np.ones(len(rows)), -(per[k, j] - ref[j])])
+            self.m.add_rows(r, c, w, ref[rows] if is_lower else -np.inf, np.inf if is_lower else ref[rows])
 
     def _choice_rows(self, v, lo, hi, binv: np.ndarray, voxel: np.ndarray) -> None:
         """dlo_v B_v <= x_v - x0_v <= dhi_v B_v, where B_v sums the binaries ``binv[p]`` of the

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from .. import tolerances
-from ..threats import DEFAULT_DOMAIN, Threat
+from ..threats import DEFAULT_DOMAIN, Boxes, Threat
 from .propagate import layer_bounds, margin_bounds, spec_matrix
-from .support import BoxSupport, ThreatSupport
+from .support import BoxesSupport, BoxSupport, ThreatSupport
 
 RELAXATIONS = ("ibp", "crown", "alpha-crown")
 CONCRETIZATIONS = ("threat", "box")
@@ -60,6 +60,9 @@ def make_support(x0: np.ndarray, threat: Threat, concretize: str, domain=DEFAULT
     if concretize == "box":
         lo, hi = (torch.as_tensor(b, device=device) for b in threat.bounding_box(x0, domain))
         return BoxSupport(lo, hi)
+    if isinstance(threat, Boxes):
+        threat.interval(x0)  # checks that x0 agrees with the set's constants
+        return BoxesSupport(threat, device=device)
     return ThreatSupport(x0, threat, domain, device=device)
 
 

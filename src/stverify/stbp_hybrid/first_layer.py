@@ -13,6 +13,8 @@ matter.  With the per-voxel gains of ``support.py`` restricted to that field
                  (a few hundred) and evaluate every neuron at once with prefix sums; offsets whose
                  absolute placement is not allowed (outside the input, off the stride) are masked.
 
+For an explicit union of boxes (``threats.Boxes``) interval arithmetic on each member box is
+exact per neuron, so the bounds are the min / max over the members.
 The maximum is the same computation with the gains of -w.  A first Linear (after Flatten)
 is handled by the dense support function directly.  ``attaining_point`` returns, for one
 neuron, a member of the threat set at which the bound is attained.
@@ -25,7 +27,7 @@ from torch import nn
 
 from ..threats import AnyFrames, AnyPatch
 from .intervals import interval
-from .support import BoxSupport, ThreatSupport
+from .support import BoxesSupport, BoxSupport, ThreatSupport
 
 
 def first_layer_bounds(layer: nn.Module, sup) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +41,8 @@ def first_layer_bounds(layer: nn.Module, sup) -> tuple[torch.Tensor, torch.Tenso
     if isinstance(sup, BoxSupport):
         lo, hi = interval(layer, sup.lo[None], sup.hi[None])
         return lo[0], hi[0]
+    if isinstance(sup, BoxesSupport):
+        return _union_bounds(layer, sup)
     if not isinstance(sup.threat, (AnyFrames, AnyPatch)):  # a single box: interval arithmetic is exact
         lo, hi = interval(layer, (sup.x0 + sup.dlo)[None], (sup.x0 + sup.dhi)[None])
         return lo[0], hi[0]
@@ -98,6 +102,17 @@ def _best_patch(g: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) -> torch.
     sums = torch.einsum("opqrabc,Aa,Bb,Cc->opqrABC", g, *indicators)
     ok = allowed[0][:, None, None, :, None, None] & allowed[1][None, :, None, None, :, None] & allowed[2][None, None, :, None, None, :]
     return torch.where(ok, sums, torch.zeros_like(sums)).flatten(-3).min(-1).values.clamp(max=0)
+
+
+def _union_bounds(layer: nn.Conv3d, sup: BoxesSupport, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Over an explicit union of boxes: interval arithmetic is exact per neuron on each member box,
+    so the bounds over the union are the min of the members' lower and the max of their upper bounds."""
+    lo = hi = None
+    for a in range(0, len(sup.lo), chunk):  # members in chunks: memory chunk x the layer's output
+        l, u = interval(layer, sup.lo[a:a + chunk], sup.hi[a:a + chunk])
+        l, u = l.min(0).values, u.max(0).values
+        lo, hi = (l, u) if lo is None else (torch.minimum(lo, l), torch.maximum(hi, u))
+    return lo, hi
 
 
 def attaining_point(layer: nn.Module, sup, index: tuple[int, ...], upper: bool = False) -> torch.Tensor:

@@ -12,14 +12,15 @@ and the minimum over S is  <a, x0> + min over choices of the sum of g over the c
   * anyframes (frames are disjoint): the sum of the k smallest per-frame sums;
   * anypatch: the smallest box sum of g over all placements (3D prefix sums).
 Every case is exact, not a relaxation.  ``BoxSupport`` is the same for a plain box, used by the
-baselines that see only the threat's bounding box.
+baselines that see only the threat's bounding box; ``BoxesSupport`` for an explicit union of boxes
+(``threats.Boxes``, e.g. from VNN-LIB): the smallest of the member boxes' minima.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Threat
 
 
 _CORNERS = [(dt, dy, dx, (-1) ** (3 - dt - dy - dx)) for dt in (0, 1) for dy in (0, 1) for dx in (0, 1)]
@@ -115,3 +116,27 @@ class ThreatSupport:
             region[:] = True
         d = torch.where(a > 0, self.dlo, torch.where(a < 0, self.dhi, torch.zeros_like(a)))
         return self.x0 + d * region
+
+
+class BoxesSupport:
+    """min <a, x> over an explicit union of boxes (``threats.Boxes``): the smallest of the member
+    boxes' minima <a, c_k> - <|a|, r_k> (centres c_k, radii r_k), exact."""
+
+    def __init__(self, threat: Boxes, dtype=torch.float64, device=None):
+        as_t = lambda a: torch.tensor(a, dtype=dtype, device=device)  # noqa: E731  (a copy: the threat's arrays are read-only)
+        self.threat, self.shape, self.dtype, self.device = threat, tuple(threat.lo.shape[1:]), dtype, device
+        self.lo, self.hi = as_t(threat.lo), as_t(threat.hi)  # K x C x T x H x W
+        self.box_lo, self.box_hi = self.lo.min(0).values, self.hi.max(0).values
+        self.center, self.radius = (self.hi + self.lo) / 2, (self.hi - self.lo) / 2
+
+    def member_min(self, A: torch.Tensor) -> torch.Tensor:
+        """min over member box k of <A_m, x>, an M x K matrix."""
+        a = A.flatten(1)
+        return a @ self.center.flatten(1).T - a.abs() @ self.radius.flatten(1).T
+
+    def min(self, A: torch.Tensor) -> torch.Tensor:
+        return self.member_min(A).min(1).values
+
+    def argmin(self, a: torch.Tensor) -> torch.Tensor:
+        k = int(torch.argmin(self.member_min(a[None])[0]))
+        return torch.where(a > 0, self.lo[k], torch.where(a < 0, self.hi[k], self.center[k]))
