@@ -142,7 +142,8 @@ def test_rewrite_refusals():
 
 @pytest.fixture
 def stub_vnnlib(monkeypatch):
-    """Until the VNN-LIB writer lands: a file naming the threat and label (the export calls it once per file)."""
+    """The export's plumbing without VNN-LIB text: a file naming the threat and label, and the calls
+    (the round trip through ``load_vnnlib`` below uses the real writer)."""
     calls = []
 
     def write(path, threat, x0, label, n_classes):

@@ -39,10 +39,6 @@ method = "milp"
 """
 
 
-def _stub_writer(path, threat, x0, label, n_classes):
-    path.write_text(f"; {threat.spec()} label {label}\n")
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A bench run (2 inputs x 2 threats, STBP and MILP) and two exports of its config: one file per
@@ -51,10 +47,8 @@ def run(tmp_path_factory):
     (tmp / "bench.toml").write_text(CONFIG)
     run_bench(load_config(tmp / "bench.toml"), tmp / "out", workers=2)
     items, nets, timeout = ex.items_from_config(tmp / "bench.toml")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ex, "write_property", _stub_writer)
-        ex.export(items, nets, tmp / "export", timeout, log=lambda _: None)
-        ex.export(items, nets, tmp / "split", timeout, split_members=True, log=lambda _: None)
+    ex.export(items, nets, tmp / "export", timeout, log=lambda _: None)
+    ex.export(items, nets, tmp / "split", timeout, split_members=True, log=lambda _: None)
     return tmp
 
 
