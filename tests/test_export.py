@@ -150,7 +150,7 @@ def stub_vnnlib(monkeypatch):
         calls.append((threat, label))
         path.write_text(f"; {threat.spec()} label {label}\n")
 
-    monkeypatch.setattr(ex, "write_property", write)
+    monkeypatch.setattr(ex, "write_vnnlib", write)
     return calls
 
 

@@ -33,6 +33,7 @@ from . import vnncomp
 from .manifest import ExportedInstance, write_manifest
 from .onnx_writer import float32_rounding, network_to_onnx, run_onnx
 from .rewrite import rewrite as rewrite_network
+from .vnnlib import write_vnnlib
 
 MAX_MEMBER_FILES = 1000  # per instance, with --split-members
 CHECK_SAMPLES = 3  # points sampled from each instance's threat set for the onnxruntime checks
@@ -109,13 +110,6 @@ def member_threats(threat: Threat, shape) -> list[Threat]:
     return [threat]
 
 
-def write_property(path: Path, threat: Threat, x0: np.ndarray, label: int, n_classes: int) -> None:
-    """The VNN-LIB file stating that ``label`` wins (of ``n_classes``) on every point of ``threat``'s set around x0."""
-    from .vnnlib import write_vnnlib
-
-    write_vnnlib(path, threat, x0, label, n_classes)
-
-
 def slug(text: str) -> str:
     """A file-name-safe form of a model name or threat spec."""
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text.replace("/", "over")).strip("_")
@@ -186,7 +180,7 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
         stem = f"{slug(it.model)}_{it.split}{it.index}_{slug(it.threat)}"
         for k, t in enumerate(files[it.key]):
             path = out / "vnnlib" / (f"{stem}_m{k}.vnnlib" if split else f"{stem}.vnnlib")
-            write_property(path, t, it.x, it.label, nets[it.model].n_classes)
+            write_vnnlib(path, t, it.x, it.label, nets[it.model].n_classes)
             exported.append(ExportedInstance(run_files[it.model].relative_to(out).as_posix(), path.relative_to(out).as_posix(),
                                              float(timeout), it.model, it.model_file, it.arch, it.data, it.split, it.index,
                                              it.label, t.spec(), it.threat if split else None))
