@@ -18,6 +18,7 @@ from stverify.interchange import vnncomp
 from stverify.interchange.manifest import match, read_manifest
 from stverify.interchange.onnx_writer import float32_rounding, input_shape, network_to_onnx, run_onnx
 from stverify.interchange.rewrite import rewrite, rewrite_gemm
+from stverify.interchange.vnnlib import load_vnnlib
 from stverify.network import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU, from_onnx
 from stverify.threats import parse_threat
 
@@ -240,7 +241,6 @@ def test_exported_vnnlib_reads_back_to_the_same_set_and_verdict(tmp_path, split_
     """Export, then ``load_vnnlib`` on the written ONNX and VNN-LIB: the member boxes are the threat's
     exactly (points of the set in, points just outside out), and the MILP gives the threat's verdict
     (and, on one disjunctive file, its optimal margin)."""
-    vnnlib = pytest.importorskip("stverify.interchange.vnnlib")
     from stverify import load_sample, verify
     from stverify.bench.config import data_path
 
@@ -250,7 +250,7 @@ def test_exported_vnnlib_reads_back_to_the_same_set_and_verdict(tmp_path, split_
     net, rng = from_onnx(tmp_path / "onnx" / "tiny_std.onnx"), np.random.default_rng(0)
     results: dict = {}  # (index, stverify threat) -> the MILP's results on its files
     for e in read_manifest(tmp_path):
-        prop = vnnlib.load_vnnlib(tmp_path / e.vnnlib, net)
+        prop = load_vnnlib(tmp_path / e.vnnlib, net)
         x0, label = load_sample(data_path(e.data), e.split, e.index)
         threat = parse_threat(e.threat)
         boxes = sorted((lo.tobytes(), hi.tobytes()) for lo, hi in threat.member_boxes(x0))
