@@ -202,9 +202,10 @@ def _extensions():
     """Sub-commands contributed by optional modules (bench, report)."""
     try:
         from .bench import cli as bench_cli
+        from .interchange import cli as interchange_cli
     except ImportError:
         return []
-    return [bench_cli.register]
+    return [bench_cli.register, interchange_cli.register]
 
 
 def main(argv=None) -> int:
