@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import tolerances
 from ..encodings.backends.highs import build
+from ..deadline import DeadlineExceeded
 from ..encodings.milp import encode
 from ..network.layers import MaxPool3d, ReLU
 from ..threats import DEFAULT_DOMAIN
@@ -35,7 +36,11 @@ def tighten(net, x0, threat, bounds, domain=DEFAULT_DOMAIN, deadline: float = ma
         if i <= first or not isinstance(layer, ReLU):
             continue
         lo, hi = (b.reshape(-1) for b in bounds[i])  # views: writes go to bounds[i]
-        enc = encode(net, x0, threat, bounds, domain, upto=i)
+        try:
+            enc = encode(net, x0, threat, bounds, domain, upto=i, deadline=deadline)
+        except DeadlineExceeded:
+            stats["finished"] = False
+            break
         v = enc.vars[i].reshape(-1)
         cand = np.flatnonzero((v >= 0) & (lo < 0) & (hi > 0))
         stats["unstable_before"] += len(cand)
