@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..replay import replay
 from ..data import load_sample
 from ..result import STATUSES
@@ -215,7 +216,7 @@ def write_report(out) -> dict:
     out = Path(out)
     records = latest(read_results(out / "results.jsonl"))
     if not records:
-        raise ValueError(f"no results in {out / 'results.jsonl'}")
+        raise InputError(f"no results in {out / 'results.jsonl'}")
     if (out / "config.toml").exists():  # tables and figures list the methods in the config's order
         rank = {m.label: i for i, m in enumerate(load_config(out / "config.toml").methods)}
         records.sort(key=lambda r: rank.get(r["method"], len(rank)))

@@ -34,6 +34,10 @@ from ..replay import replay
 Z3_EARLY_S, Z3_EARLY_FRAC = 0.2, 0.05
 
 
+def _secs(timeout) -> str:
+    return "none" if timeout is None else f"{timeout:.3g} s"
+
+
 def _child(query, timeout, conn):
     try:
         conn.send(smt.solve(query, timeout, report=lambda stats: conn.send({"status": "encoded", "stats": stats})))
@@ -58,7 +62,7 @@ def run_query(query: smt.Query, timeout: float | None) -> dict:
     proc = ctx.Process(target=_child, args=(query, z3_timeout, send), daemon=True)
     proc.start()
     send.close()
-    msg = {"status": "killed", "reason": f"no answer after {timeout} s"}
+    msg = {"status": "killed", "reason": f"no answer after {_secs(timeout)}"}
     try:
         while recv.poll(None if deadline is None else max(deadline - time.perf_counter(), 0.0)):
             got = recv.recv()
@@ -99,7 +103,7 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
     if not todo:
         return result("verified", lb=max(margin_lb, 0.0), message="STBP proves every competitor; z3 was not needed")
     if passed(deadline):
-        return result("timeout", message=f"time limit ({timeout} s) reached during the STBP bounds")
+        return result("timeout", message=f"time limit ({_secs(timeout)}) reached during the STBP bounds")
     left = None if timeout is None else max(timeout - (time.perf_counter() - start), 0.0)
     r = run_query(query, left)
     stats.update(r.get("stats", {}), hard_limit=r["hard_limit"], competitors=todo)
@@ -112,12 +116,12 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
         if rep.ok:
             return result("falsified", rep.point, ub=rep.margin64)
         if r["cut"]:
-            return result("timeout", message=f"time limit ({timeout} s) reached improving z3's point of exact margin "
+            return result("timeout", message=f"time limit ({_secs(timeout)}) reached improving z3's point of exact margin "
                           f"{r['margin']:.3g}, which does not replay")
         return result("unknown", message=f"z3's best point, exact margin {r['margin']:.3g} <= 0, does not replay ({rep.reason})")
     if status == "killed" or (status == "unknown" and reason in ("timeout", "canceled")):
         killed = " (z3 process killed)" if status == "killed" else ""
-        return result("timeout", message=f"time limit ({timeout} s) reached{killed}")
+        return result("timeout", message=f"time limit ({_secs(timeout)}) reached{killed}")
     if status == "unknown":
         return result("unknown", message=f"z3 gave up: {reason}")
     return result("error", message=reason)
