@@ -120,7 +120,7 @@ def test_errors(tmp_path, video):
     with pytest.raises(ValueError, match="single .npy array"):
         load_npz(tmp_path / "single.npy")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match="not an .npz archive"):
         load_npz(tmp_path / "junk.npz")
 
 

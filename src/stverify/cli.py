@@ -255,6 +255,8 @@ def cmd_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .complete.milp_verify import BOUND_SOURCES
+    from .encodings.backends import SOLVERS
     from .zoo.train import build_parser as train_parser
 
     p = Parser(prog="stverify", description="Exact and certified verification of 3D CNNs under spatio-temporal threat sets.",
@@ -281,8 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threat", required=True, help=THREAT_HELP)
     v.add_argument("--method", default="stbp", help="stbp, box-ibp, box-crown, milp, smt, bab, all (as available)")
     v.add_argument("--relaxation", choices=("ibp", "crown", "alpha-crown"), help="STBP relaxation (default crown)")
-    v.add_argument("--solver", help="MILP backend for milp, bab, all: scip (default), highs, gurobi")
-    v.add_argument("--bounds", help="big-M source for milp, all: naive, stbp (default), stbp-alpha, lp")
+    v.add_argument("--solver", choices=SOLVERS, help="MILP backend for milp, bab, all (default scip)")
+    v.add_argument("--bounds", choices=tuple(BOUND_SOURCES), help="big-M source for milp, all (default stbp)")
     v.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole verification (default 60)")
     v.add_argument("--json", action="store_true", help="print the result schema as one JSON object on stdout")
     v.add_argument("--counterexample", action="store_true", help="include the counterexample in --json output")

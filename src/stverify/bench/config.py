@@ -246,7 +246,10 @@ def load_config(path, data: str | None = None) -> Config:
             raise InputError(f"{where}: eps must be a non-empty list of values such as [\"2/255\", 0.01], got {eps!r}")
         eps = tuple(str(e) for e in eps)
         for e in eps:
-            parse_eps(e)
+            try:
+                parse_eps(e)
+            except InputError as err:
+                raise InputError(f"{where}: {err}") from None
         threats.append(ThreatGrid(template, kind, eps))
     methods = []
     for i, m in enumerate(raw.get("methods", [])):

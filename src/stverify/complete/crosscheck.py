@@ -136,6 +136,9 @@ def crosscheck(net, x, y, threat: Threat | str, timeout: float = 60.0, solvers=N
     results: dict[str, VerifyResult] = {"attack": _attack_row(net, x, y, threat, share(len(runs) + 1), domain)}
     skipped = {}
     for k, (name, method, opts) in enumerate(runs):
+        if deadline is not None and time.perf_counter() >= deadline:
+            results[name] = VerifyResult("timeout", method, 0.0, message=f"not run: the budget ({budget:.3g} s) is spent")
+            continue
         try:
             r = verify(net, x, y, threat, method, timeout=share(len(runs) - k), domain=domain, attack=False, **opts)
         except Exception as e:  # noqa: BLE001 - a method that cannot run is recorded, not fatal

@@ -21,10 +21,17 @@ SPLITS = ("train", "val", "test")
 KEYS = tuple(f"{s}_{part}" for s in SPLITS for part in ("images", "labels"))
 
 
+def _is_npy(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6) == b"\x93NUMPY"
+
+
 def _open(path):
     if not os.path.isfile(path):
         what = "is a directory, not a file" if os.path.isdir(path) else "not found"
         raise InputError(f"dataset file {what}: {os.fspath(path)!r}")
+    if not zipfile.is_zipfile(path) and not _is_npy(path):
+        raise InputError(f"{os.fspath(path)!r} is not an .npz archive (not a zip file)")
     try:
         npz = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError) as e:

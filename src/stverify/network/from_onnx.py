@@ -213,7 +213,7 @@ def read_model(path) -> onnx.ModelProto:
     except DecodeError as e:
         raise InputError(f"{path!r} is not an ONNX model (the protobuf does not parse: {e})") from None
     except onnx.checker.ValidationError as e:  # external data: missing, or outside the model's folder
-        raise InputError(f"{path!r}: its external data cannot be loaded: {e}") from None
+        raise InputError(f"{path!r}: its external data cannot be loaded: {' '.join(str(e).split())}") from None
     except OSError as e:
         raise InputError(f"cannot read {path!r}: {e.strerror or e}") from None
     if not model.opset_import and not model.graph.node:

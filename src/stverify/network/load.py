@@ -77,7 +77,7 @@ def _read_state(path: str) -> dict:
         raise InputError("holds pickled Python objects (e.g. a whole module), not just tensors; stverify never "
                          "unpickles code: save model.state_dict() instead, or export the model to ONNX") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
         raise InputError(f"is not a readable torch file ({first})") from None
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]  # a training checkpoint

@@ -31,6 +31,7 @@ from .intervals import interval
 NONLINEAR = (nn.ReLU, nn.MaxPool3d)
 AFFINE = (nn.Conv3d, nn.Linear)
 CHUNK_ELEMENTS = 1 << 24  # rows x input size per backward chunk (memory cap, ~128 MB in float64)
+DEADLINE_CHUNK_ROWS = 64  # rows per chunk when a deadline is set (it is checked between chunks)
 
 Bounds = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -128,6 +129,8 @@ def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torc
     picked = which.reshape(-1).nonzero()[:, 0]
     width = max(math.prod(b[0].shape) for b in bounds[: j + 1])
     chunk = max(1, CHUNK_ELEMENTS // width // 2)
+    if not math.isinf(deadline):
+        chunk = min(chunk, DEADLINE_CHUNK_ROWS)  # check the deadline often enough
     lo, hi = lo.reshape(-1).clone(), hi.reshape(-1).clone()
     for a in range(0, len(picked), chunk):
         if time.perf_counter() >= deadline:
