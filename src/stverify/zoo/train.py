@@ -117,9 +117,9 @@ def train(name: str, method: str | None = None, eps: float | None = None, epochs
     validation.integer(batch_size, "batch size", lo=1)
     validation.integer(threads, "threads", lo=1)
     validation.number(lr, "learning rate", positive=True)
-    for name, v in (("warmup", warmup), ("ramp", ramp), ("kappa_end", kappa_end)):
-        if not 0 <= validation.number(v, name) <= 1:
-            raise InputError(f"{name} must lie in [0, 1], got {v:g}")
+    for field, v in (("warmup", warmup), ("ramp", ramp), ("kappa_end", kappa_end)):
+        if not 0 <= validation.number(v, field) <= 1:
+            raise InputError(f"{field} must lie in [0, 1], got {v:g}")
     log = log or (lambda msg: None)
 
     old_threads = torch.get_num_threads()
