@@ -507,10 +507,10 @@ def test_non_finite_weights_are_refused_when_the_network_is_built(value):
         Network([Conv3d(np.ones((1, 1, 1, 1, 1)), [value]), Flatten()], (1, 1, 2, 2))
 
 
-def test_batch_norm_folding_to_non_finite_weights_is_refused():
+def test_batch_norm_with_a_negative_variance_is_refused():
     bn = nn.BatchNorm3d(1).eval()
     bn.running_var.fill_(-1.0)  # sqrt(var + eps) of a negative number
-    with pytest.raises(InputError, match="non-finite"):
+    with pytest.raises(InputError, match="running variance"):
         from_torch(nn.Sequential(nn.Conv3d(1, 1, 1), bn, nn.Flatten()), (1, 1, 2, 2))
 
 

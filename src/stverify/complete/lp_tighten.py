@@ -46,6 +46,9 @@ def tighten(net, x0, threat, bounds, domain=DEFAULT_DOMAIN, deadline: float = ma
         stats["unstable_before"] += len(cand)
         if not len(cand):
             continue
+        if time.perf_counter() >= deadline:
+            stats["finished"] = False
+            break
         h = build(enc.model, relax=True, threads=threads)
         for n in cand[np.argsort(np.minimum(-lo[cand], hi[cand]), kind="stable")]:
             for sign in ((1.0, -1.0) if -lo[n] <= hi[n] else (-1.0, 1.0)):  # +1: min z_n, -1: max z_n

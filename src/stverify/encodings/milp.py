@@ -232,6 +232,7 @@ class _Encoder:
         C = v.shape[0]
         vf, x0f = v.reshape(C, -1), self.x0.reshape(C, -1)
         for d, is_lower in ((lo - self.x0, True), (hi - self.x0, False)):
+            check(self.deadline, "the MILP encoding")
             df = d.reshape(C, -1)
             need = (vf >= 0) & (df != 0)  # d = 0: the variable bound already pins x_v to x0_v
             row = np.full(vf.shape, -1)

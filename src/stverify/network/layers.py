@@ -288,7 +288,10 @@ def fold_batchnorm(weight: np.ndarray, bias: np.ndarray | None, gamma, beta, mea
     """Fold y = gamma * (W x + b - mean) / sqrt(var + eps) + beta into one affine map (per output channel)."""
     weight = np.asarray(weight, dtype=np.float64)
     b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64)
-    scale = np.asarray(gamma, dtype=np.float64) / np.sqrt(np.asarray(var, dtype=np.float64) + eps)
+    denom = np.asarray(var, dtype=np.float64) + eps
+    if not np.all(denom > 0):  # also catches NaN
+        raise InputError(f"batch norm: running variance + eps must be > 0, got {float(np.min(denom)):g}")
+    scale = np.asarray(gamma, dtype=np.float64) / np.sqrt(denom)
     w = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
     return w, (b - np.asarray(mean, dtype=np.float64)) * scale + np.asarray(beta, dtype=np.float64)
 

@@ -11,6 +11,7 @@ from pyscipopt.scip import Expr, ExprCons, Term
 from ...deadline import of as deadline_of, passed
 from . import SolveResult, finite_or_inf, out_of_time, time_left
 
+CHECK_EVERY = 256  # variables or rows added between two deadline checks
 _STATUS = {"optimal": "optimal", "infeasible": "infeasible", "timelimit": "timeout",
            "primallimit": "feasible", "duallimit": "bound_reached"}
 
@@ -28,11 +29,14 @@ def solve(model, objective, *, time_limit=None, threads=1, early_stop=None) -> S
     deadline = deadline_of(time_limit, start)
     m = Model()
     m.hideOutput()
-    xs = [m.addVar(lb=_num(lo), ub=_num(hi), vtype="B" if b else "C")
-          for lo, hi, b in zip(model.lb.tolist(), model.ub.tolist(), model.is_binary.tolist())]
+    xs = []
+    for k, (lo, hi, b) in enumerate(zip(model.lb.tolist(), model.ub.tolist(), model.is_binary.tolist())):
+        if k % CHECK_EVERY == 0 and passed(deadline):  # building term by term is slow for big models: stop in time
+            return out_of_time("scip", start, time.perf_counter() - start)
+        xs.append(m.addVar(lb=_num(lo), ub=_num(hi), vtype="B" if b else "C"))
     A, rlo, rhi = model.to_csr(), model.row_lo, model.row_hi
     for r in range(A.shape[0]):
-        if passed(deadline):  # adding rows term by term is slow for big models: stop in time
+        if r % CHECK_EVERY == 0 and passed(deadline):
             return out_of_time("scip", start, time.perf_counter() - start)
         s, e = A.indptr[r], A.indptr[r + 1]
         m.addCons(ExprCons(_expr(xs, A.indices[s:e], A.data[s:e]), lhs=_num(rlo[r]), rhs=_num(rhi[r])))
