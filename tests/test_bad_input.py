@@ -28,7 +28,7 @@ from stverify.bench.runner import locked
 from stverify.cli import main
 from stverify.data import load_npz, load_sample
 from stverify.errors import InputError
-from stverify.network import Conv3d, Flatten, Linear, Network, ReLU, UnsupportedLayerError, from_torch, load_network
+from stverify.network import Conv3d, Flatten, Linear, Network, UnsupportedLayerError, from_torch, load_network
 from stverify.threats import Linf, ThreatError, parse_threat
 
 from conftest import tiny_network

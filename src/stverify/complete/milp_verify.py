@@ -132,18 +132,16 @@ def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_
         return VerifyResult(status, "milp", time.perf_counter() - start, float(min(lbs[j] for j in others)), point,
                             stats, message, margin_ub=ub)
 
-    if not todo:
-        return result("verified")
-    try:
+    try:  # (encoded even when the certificate proves every j: the MILP's size is reported)
         if passed(deadline):
             raise DeadlineExceeded("time limit reached during the bounds")
         bnds = cert.bounds
-        if bounds == "lp":
+        if bounds == "lp" and todo:
             now = time.perf_counter()
             bnds, stats["lp"] = tighten(net, x, threat, bnds, domain, now + lp_share * (deadline - now), threads)
         enc = encode(net, x, threat, bnds, domain, deadline=deadline)
     except DeadlineExceeded as e:
-        if all(j in proven for j in todo):  # optimal=True, and the certificate proves every j
+        if all(j in proven for j in todo):  # the certificate proves every j
             return result("verified")
         return result("timeout", message=f"{e}, before any MILP solve")
     stats.update(**enc.stats, binaries=sum(enc.stats["n_binaries"].values()),
@@ -152,11 +150,12 @@ def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_
     try:
         for j in todo:
             if passed(deadline):
-                outcomes[j] = Outcome("timeout", -math.inf, message="no time left")
-                continue
-            outcomes[j] = o = decide(net, x, y, threat, enc, j, solver, deadline, threads, optimal, domain)
+                o = Outcome("timeout", -math.inf, message="no time left")
+            else:
+                o = decide(net, x, y, threat, enc, j, solver, deadline, threads, optimal, domain)
             if j in proven and o.status in ("unknown", "timeout"):
                 o.status = "verified"  # the certificate's proof stands; the solver only had to find the optimum
+            outcomes[j] = o
             lbs[j] = max(lbs[j], o.bound)
             if o.status == "falsified" and not optimal:
                 break
