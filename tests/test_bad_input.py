@@ -495,6 +495,8 @@ def test_other_arguments_of_verify(instance):
         sv.verify(net, x, y, "frames:eps=0.1,frames=3")
     with pytest.raises(InputError, match="threat must be"):
         sv.verify(net, x, y, 0.1)
+    with pytest.raises(InputError, match="at least 2 classes"):
+        sv.verify(Network([Flatten(), Linear(np.ones((1, 4)), [0.0])], (1, 1, 2, 2)), np.zeros((1, 1, 2, 2)), 0, Linf(0.1))
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])

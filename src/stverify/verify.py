@@ -77,6 +77,8 @@ def check_call(net, x, y, threat: Threat | str, method: str, timeout, domain, op
     """verify()'s arguments, validated (module docstring): (x, y, threat, timeout, domain)."""
     if not isinstance(net, Network):
         raise InputError(f"net must be a stverify Network, got {type(net).__name__}; convert it with stverify.load_network")
+    if net.n_classes < 2:
+        raise InputError(f"the network has {net.n_classes} output; a classifier needs at least 2 classes")
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     allowed = method_options(method)
