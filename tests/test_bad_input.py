@@ -347,6 +347,16 @@ def test_bench_config_is_range_checked(name, words, configs, capsys, tmp_path):
         run_bench(load_config(configs[name]), out)
 
 
+def test_the_shipped_configs_pass_the_checks():
+    from stverify.verify import refused_options
+
+    configs = list((Path(__file__).resolve().parents[1] / "experiments" / "tradeoff").glob("*.toml"))
+    assert configs
+    for path in configs:
+        cfg = load_config(path)
+        assert all(not refused_options(m.method, m.options) for m in cfg.methods), path
+
+
 def test_bench_workers_and_existing_results_are_refused(configs, capsys, tmp_path):
     cfg = _bench_config(tmp_path, "ok")
     _assert_one_line_error(*_run(["bench", cfg, "--out", str(tmp_path / "o"), "--workers", "0"], capsys), ["--workers", ">= 1"])

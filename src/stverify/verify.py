@@ -73,6 +73,18 @@ def method_options(method: str) -> set[str] | None:
     return named
 
 
+def refused_options(method: str, options) -> list[str]:
+    """The names in ``options`` that ``method`` does not take (verify()'s own keywords, such as
+    ``attack``, are always accepted: a bench config passes them the same way)."""
+    allowed = method_options(method)
+    return [] if allowed is None else sorted(set(options) - allowed - {"attack", "domain", "timeout"})
+
+
+def _takes(method: str) -> str:
+    allowed = sorted(method_options(method) or ())
+    return f"it takes {', '.join(allowed)}" if allowed else "it takes no options"
+
+
 def check_call(net, x, y, threat: Threat | str, method: str, timeout, domain, options: dict):
     """verify()'s arguments, validated (module docstring): (x, y, threat, timeout, domain)."""
     if not isinstance(net, Network):
@@ -81,10 +93,8 @@ def check_call(net, x, y, threat: Threat | str, method: str, timeout, domain, op
         raise InputError(f"the network has {net.n_classes} output; a classifier needs at least 2 classes")
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
-    allowed = method_options(method)
-    if allowed is not None and (extra := sorted(options.keys() - allowed)):
-        takes = f"it takes {', '.join(sorted(allowed))}" if allowed else "it takes no options"
-        raise InputError(f"option(s) {', '.join(extra)} do not apply to method {method!r} ({takes})")
+    if extra := refused_options(method, options):
+        raise InputError(f"option(s) {', '.join(extra)} do not apply to method {method!r} ({_takes(method)})")
     if method == "stbp" and options.get("relaxation", "crown") not in RELAXATIONS:
         raise InputError(f"relaxation must be one of {', '.join(RELAXATIONS)}, got {options['relaxation']!r}")
     threat = parse_threat(threat) if isinstance(threat, str) else threat

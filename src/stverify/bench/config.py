@@ -49,7 +49,7 @@ from ..data.medmnist import SPLITS
 from ..errors import InputError
 from ..network.load import load_network
 from ..threats import KINDS, parse_eps, parse_threat
-from ..verify import METHODS, method_options
+from ..verify import METHODS, refused_options
 from ..zoo import ARCHITECTURES, pretrained_network
 from .store import instance_key
 
@@ -316,10 +316,8 @@ def expand(cfg: Config) -> tuple[list[Task], dict]:
     if unknown := {m.method for m in cfg.methods} - METHODS.keys():
         raise InputError(f"unknown method(s) {', '.join(sorted(unknown))}; available: {', '.join(METHODS)}")
     for m in cfg.methods:
-        allowed = method_options(m.method)
-        if allowed is not None and (extra := sorted(m.options.keys() - allowed)):
-            raise InputError(f"method {m.label!r}: option(s) {', '.join(extra)} do not apply to {m.method!r} "
-                             f"(it takes {', '.join(sorted(allowed)) or 'no options'})")
+        if extra := refused_options(m.method, m.options):
+            raise InputError(f"method {m.label!r}: option(s) {', '.join(extra)} do not apply to {m.method!r}")
     tasks, nets = [], {}
     for m in cfg.models:
         net = nets[m.name] = m.load()
