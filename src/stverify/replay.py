@@ -40,6 +40,16 @@ def snap(x0: np.ndarray, x1: np.ndarray, threat: Threat, domain=DEFAULT_DOMAIN) 
     return np.where(np.abs(x - x0) <= tolerances.MEMBERSHIP_TOL, x0, x)
 
 
+def margin_at(net, x0: np.ndarray, y: int, threat: Threat, x1: np.ndarray, domain=DEFAULT_DOMAIN) -> float | None:
+    """The float64 margin min_j (logit_y - logit_j) at the snapped x1, an upper bound of the minimum
+    margin over S(x0); None if the snapped point is not in S(x0)."""
+    x0 = np.asarray(x0, dtype=np.float64)
+    if np.shape(x1) != x0.shape:
+        return None
+    p = snap(x0, x1, threat, domain)
+    return _margin(net.forward(p), y) if threat.contains(x0, p, tol=1e-12, domain=domain) else None
+
+
 def replay(net, x0: np.ndarray, y: int, threat: Threat, x1: np.ndarray, domain=DEFAULT_DOMAIN) -> Replay:
     """Check a candidate counterexample (see the module docstring)."""
     x0 = np.asarray(x0, dtype=np.float64)

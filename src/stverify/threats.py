@@ -36,6 +36,7 @@ from .errors import InputError
 
 GRAMMAR = "KIND:key=value,... with KIND one of linf, frames, anyframes, patch, anypatch"
 DEFAULT_DOMAIN = (0.0, 1.0)
+MAX_INDEX = 1 << 20  # no frame index or size in a threat string may exceed this (no input is that large)
 
 
 class ThreatError(InputError):
@@ -486,6 +487,8 @@ def parse_eps(text: str) -> float:
         v = float(Fraction(t))
     except (ValueError, ZeroDivisionError):
         raise ThreatError(f"eps expects a decimal, a fraction like 2/255, or 'full'; found {text!r}") from None
+    except OverflowError:
+        raise ThreatError(f"eps {text!r} is too large for a float; use 'full' for any value of the data domain") from None
     if v < 0:
         raise ThreatError(f"eps must be >= 0, found {text!r}")
     return v
@@ -493,9 +496,12 @@ def parse_eps(text: str) -> float:
 
 def _parse_int(key: str, text: str, kind: str) -> int:
     try:
-        return int(text)
+        v = int(text)
     except ValueError:
         raise ThreatError(f"{kind}: {key} expects an integer, found {text!r}") from None
+    if abs(v) > MAX_INDEX:
+        raise ThreatError(f"{kind}: {key}={v} is beyond any input (at most {MAX_INDEX})")
+    return v
 
 
 def _parse_frames(text: str, kind: str) -> tuple[int, ...]:

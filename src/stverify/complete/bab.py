@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..encodings.backends import SolverError
+from ..deadline import DeadlineExceeded, of as deadline_of
+from ..encodings.backends import SOLVERS, SolverError
 from ..encodings.milp import encode
 from ..result import VerifyResult
 from ..stbp_hybrid.certify import certify, make_support, torch_layers
@@ -43,7 +44,8 @@ from ..stbp_hybrid.propagate import backward, relu_relaxation, spec_matrix
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Frames, Threat
 from .attack import attack
 from .milp_verify import decide
-from ..replay import replay
+from ..errors import InputError
+from ..replay import margin_at, replay
 
 MAX_FRAME_CHILDREN = 64
 INACTIVE_SLACK = 1e-9  # see _BaB.milp_bounds
@@ -131,7 +133,8 @@ class _BaB:
     def bound(self, threat: Threat, splits: dict, depth: int, parent_lb: np.ndarray, new_threat: bool) -> Node | None:
         """The bounded node, or None when it is proven (and counted)."""
         t = time.perf_counter()
-        cert = certify(self.net, self.x, self.y, threat, "crown", "threat", self.domain, splits=splits or None)
+        cert = certify(self.net, self.x, self.y, threat, "crown", "threat", self.domain, splits=splits or None,
+                       deadline=self.deadline)
         self.stats["bound_s"] += time.perf_counter() - t
         self.stats["nodes"] += 1
         self.stats["max_depth"] = max(self.stats["max_depth"], depth)
@@ -190,7 +193,7 @@ class _BaB:
         t = time.perf_counter()
         self.stats["milp_leaves"] += 1
         try:
-            enc = encode(self.net, self.x, node.threat, self.milp_bounds(node), self.domain)
+            enc = encode(self.net, self.x, node.threat, self.milp_bounds(node), self.domain, deadline=self.deadline)
             best = float(np.min(node.lb[node.lb > 0], initial=math.inf))
             for j in (int(j) for j in np.argsort(node.lb) if j != self.y and not node.lb[j] > 0):
                 o = decide(self.net, self.x, self.y, node.threat, enc, j, self.solver, self.deadline, domain=self.domain)
@@ -204,6 +207,8 @@ class _BaB:
                 best = min(best, max(o.bound, node.lb[j]))
             self.stats["milp_verified"] += 1
             return "verified", best
+        except DeadlineExceeded:
+            return "timeout", "time limit reached encoding a MILP leaf"
         finally:
             self.stats["milp_s"] += time.perf_counter() - t
 
@@ -287,8 +292,10 @@ def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_D
     """Complete verification by branch-and-bound (module docstring).  ``leaf_binaries``: nodes
     with at most this many binaries go to the MILP; ``attack_share``: the share of the time that
     node attacks may use."""
+    if solver not in SOLVERS:
+        raise InputError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")
     start = time.perf_counter()
-    deadline = start + (math.inf if timeout is None else timeout)
+    deadline = deadline_of(timeout, start)
     bab = _BaB(net, np.asarray(x, dtype=np.float64), int(y), threat, deadline, domain, solver, leaf_binaries, attack_share)
     try:
         status, point, msg = bab.run()
@@ -296,4 +303,5 @@ def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_D
         return VerifyResult("error", "bab", time.perf_counter() - start, None, None, bab.stats, str(e))
     margin = None if status == "falsified" else bab.proven_lb if status == "verified" else min(bab.proven_lb, bab.open_lb)
     bab.stats.update(solver=solver, leaf_binaries=leaf_binaries)
-    return VerifyResult(status, "bab", time.perf_counter() - start, margin, point, bab.stats, msg)
+    ub = None if point is None else margin_at(net, x, y, threat, point, domain)
+    return VerifyResult(status, "bab", time.perf_counter() - start, margin, point, bab.stats, msg, margin_ub=ub)

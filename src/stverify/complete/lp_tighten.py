@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import tolerances
 from ..encodings.backends.highs import build
+from ..deadline import DeadlineExceeded
 from ..encodings.milp import encode
 from ..network.layers import MaxPool3d, ReLU
 from ..threats import DEFAULT_DOMAIN
@@ -35,12 +36,19 @@ def tighten(net, x0, threat, bounds, domain=DEFAULT_DOMAIN, deadline: float = ma
         if i <= first or not isinstance(layer, ReLU):
             continue
         lo, hi = (b.reshape(-1) for b in bounds[i])  # views: writes go to bounds[i]
-        enc = encode(net, x0, threat, bounds, domain, upto=i)
+        try:
+            enc = encode(net, x0, threat, bounds, domain, upto=i, deadline=deadline)
+        except DeadlineExceeded:
+            stats["finished"] = False
+            break
         v = enc.vars[i].reshape(-1)
         cand = np.flatnonzero((v >= 0) & (lo < 0) & (hi > 0))
         stats["unstable_before"] += len(cand)
         if not len(cand):
             continue
+        if time.perf_counter() >= deadline:
+            stats["finished"] = False
+            break
         h = build(enc.model, relax=True, threads=threads)
         for n in cand[np.argsort(np.minimum(-lo[cand], hi[cand]), kind="stable")]:
             for sign in ((1.0, -1.0) if -lo[n] <= hi[n] else (-1.0, 1.0)):  # +1: min z_n, -1: max z_n

@@ -17,19 +17,25 @@ every other entry is a constant, its clean activation at x0, folded into row rig
   an explicit union of boxes (``Boxes``, e.g. from VNN-LIB) a binary b_k per member with sum b = 1
   and sum_k lo_kv b_k <= x_v <= sum_k hi_kv b_k (``_member_rows``).
 The big-M constants come from ``bounds`` (``bounds[i]`` a box containing the input of layer i),
-which must be sound: the encoding is exact exactly when they are.
+which must be sound: the encoding is exact exactly when they are.  Building stops with
+``DeadlineExceeded`` once ``deadline`` passes (checked per layer and per block of CHUNK_TERMS terms).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..deadline import check
 from ..network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Threat
 from .common import prepare
+
+
+CHUNK_TERMS = 1 << 20
 
 
 class MILPModel:
@@ -169,19 +175,32 @@ def _linear_map(layer, shape, sel: np.ndarray):
     raise TypeError(f"{type(layer).__name__} is not affine")
 
 
-def _affine_terms(layer, shape, v: np.ndarray, const: np.ndarray, sel: np.ndarray):
-    """Variable terms (r, var, w) and constant part b + W_const h_const of the outputs ``sel``."""
-    r, c, w, b = _linear_map(layer, shape, sel)
-    vin, cin = v.ravel()[c], const.ravel()[c]
-    is_var = vin >= 0
-    rhs = b + np.bincount(r[~is_var], w[~is_var] * cin[~is_var], minlength=len(sel))
-    return r[is_var], vin[is_var], w[is_var], rhs
+def _fan_in(layer, shape) -> int:
+    if isinstance(layer, Linear):
+        return layer.weight.shape[1]
+    return (shape[0] if isinstance(layer, Conv3d) else 1) * math.prod(layer.kernel)
+
+
+def _affine_terms(layer, shape, v: np.ndarray, const: np.ndarray, sel: np.ndarray, deadline: float = math.inf):
+    """Variable terms (r, var, w) and constant part b + W_const h_const of the outputs ``sel``,
+    built in blocks of at most CHUNK_TERMS terms with a deadline check before each."""
+    step = max(1, CHUNK_TERMS // _fan_in(layer, shape))
+    parts = []
+    for a in range(0, max(len(sel), 1), step):
+        check(deadline, "the MILP encoding")
+        part = sel[a:a + step]
+        r, c, w, b = _linear_map(layer, shape, part)
+        vin, cin = v.ravel()[c], const.ravel()[c]
+        is_var = vin >= 0
+        rhs = b + np.bincount(r[~is_var], w[~is_var] * cin[~is_var], minlength=len(part))
+        parts.append((r[is_var] + a, vin[is_var], w[is_var], rhs))
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
 
 
 class _Encoder:
-    def __init__(self, net: Network, x0: np.ndarray, threat: Threat, bounds, domain):
+    def __init__(self, net: Network, x0: np.ndarray, threat: Threat, bounds, domain, deadline: float = math.inf):
         self.net, self.x0, self.threat, self.domain = net, np.asarray(x0, dtype=np.float64), threat, domain
-        self.bounds = bounds
+        self.bounds, self.deadline = bounds, deadline
         prep = prepare(net, self.x0, threat)
         self.clean, self.depends = prep.clean, prep.depends
         self.m = MILPModel()
@@ -238,6 +257,7 @@ class _Encoder:
         C = v.shape[0]
         vf, x0f = v.reshape(C, -1), self.x0.reshape(C, -1)
         for d, is_lower in ((lo - self.x0, True), (hi - self.x0, False)):
+            check(self.deadline, "the MILP encoding")
             df = d.reshape(C, -1)
             need = (vf >= 0) & (df != 0)  # d = 0: the variable bound already pins x_v to x0_v
             row = np.full(vf.shape, -1)
@@ -251,7 +271,7 @@ class _Encoder:
     # --- layers --------------------------------------------------------------------------
     def affine(self, i: int, v: np.ndarray) -> np.ndarray:
         sel = np.flatnonzero(self.depends[i + 1])
-        r, c, w, rhs = _affine_terms(self.net.layers[i], self.net.shapes[i], v, self.clean[i], sel)
+        r, c, w, rhs = _affine_terms(self.net.layers[i], self.net.shapes[i], v, self.clean[i], sel, self.deadline)
         has_var = np.zeros(len(sel), dtype=bool)
         has_var[r] = True
         out = np.full(self.net.shapes[i + 1], -1, dtype=np.int64)
@@ -318,10 +338,11 @@ class _Encoder:
         vs = [self.threat_vars()]
         logits = None
         for i in range(n):
+            check(self.deadline, "the MILP encoding")
             layer, v = layers[i], vs[-1]
             if upto is None and i == len(layers) - 1 and isinstance(layer, (Conv3d, Linear, AvgPool3d)):
                 sel = np.arange(self.net.n_classes)
-                r, c, w, rhs = _affine_terms(layer, self.net.shapes[i], v, self.clean[i], sel)
+                r, c, w, rhs = _affine_terms(layer, self.net.shapes[i], v, self.clean[i], sel, self.deadline)
                 logits = (sp.csr_matrix((w, (r, c)), shape=(len(sel), self.m.n_vars)), rhs)
                 break
             if isinstance(layer, (Conv3d, Linear, AvgPool3d)):
@@ -353,7 +374,8 @@ class _Encoder:
 
 
 def encode(net: Network, x0: np.ndarray, threat: Threat, bounds, domain=DEFAULT_DOMAIN,
-           upto: int | None = None) -> Encoding:
+           upto: int | None = None, deadline: float = math.inf) -> Encoding:
     """The MILP of the module docstring.  ``bounds[i]`` = (lo, hi) arrays containing the input of
-    layer i over the threat set.  ``upto=i`` encodes only layers 0..i-1 (no logits)."""
-    return _Encoder(net, x0, threat, bounds, domain).run(upto)
+    layer i over the threat set.  ``upto=i`` encodes only layers 0..i-1 (no logits).  Raises
+    ``DeadlineExceeded`` once ``deadline`` (a ``time.perf_counter()`` instant) has passed."""
+    return _Encoder(net, x0, threat, bounds, domain, deadline).run(upto)

@@ -49,7 +49,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -684,33 +683,6 @@ def load_vnnlib(path, net) -> VnnlibProperty:
     stats = {"members": len(spec.lo), "output_disjuncts": len(spec.output.disjuncts),
              "reduction": "label" if target is net else f"{len(target.layers) - len(net.layers)} appended layer(s)"}
     return VnnlibProperty(spec, net, threat, threat.reference, target, label, stats)
-
-
-def run_cli(args) -> int:
-    """``stverify verify --model M --vnnlib P [--method] [--timeout] [--out FILE]``: the VNN-COMP result."""
-    from .. import zoo
-    from ..network.load import load_network
-
-    if args.model in zoo.ARCHITECTURES:
-        net = zoo.pretrained_network(args.model)
-    elif Path(args.model).exists():
-        net = load_network(args.model, arch=args.arch)
-    else:
-        raise InputError(f"--model {args.model!r} is neither a zoo model ({', '.join(zoo.ARCHITECTURES)}) nor an existing file")
-    prop = load_vnnlib(args.vnnlib, net)
-    opts = {k: v for k, v in (("relaxation", args.relaxation), ("solver", args.solver), ("bounds", args.bounds)) if v is not None}
-    method = args.method or "bab"
-    res = prop.verify(method=method, timeout=args.timeout, **opts)
-    result, witness, note = prop.answer(res)
-    text = format_result(result, witness)
-    if args.out:
-        Path(args.out).write_text(text)
-    else:
-        sys.stdout.write(text)
-    bound = f", margin_lb {res.margin_lb:.6g}" if res.margin_lb is not None and res.status != "falsified" else ""
-    print(f"{result} ({method}: {res.status}{bound}, {res.time_s:.2f} s; {prop.stats['members']} input box(es), "
-          f"{prop.stats['reduction']}){': ' + note if note else ''}" + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
-    return 0
 
 
 # --- writing ---------------------------------------------------------------------------------

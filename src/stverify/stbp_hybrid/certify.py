@@ -7,6 +7,7 @@ concretisation over S); ``concretize="box"`` is the baseline that sees only the 
 """
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -67,11 +68,14 @@ def make_support(x0: np.ndarray, threat: Threat, concretize: str, domain=DEFAULT
 
 
 def certify(net, x: np.ndarray, y: int, threat: Threat, method: str = "crown", concretize: str = "threat",
-            domain=DEFAULT_DOMAIN, device=None, alpha_steps: int = 30, splits: dict | None = None) -> Certificate:
+            domain=DEFAULT_DOMAIN, device=None, alpha_steps: int = 30, splits: dict | None = None,
+            deadline: float = math.inf) -> Certificate:
     """Sound bounds over S(x): per-layer boxes and margin lower bounds (see the module docstring).
 
     ``splits`` restricts to a branch-and-bound sub-problem (ReLU phases, see ``layer_bounds``); if
-    the sub-problem is empty the margins are +inf and ``stats["empty"]`` is True."""
+    the sub-problem is empty the margins are +inf and ``stats["empty"]`` is True.  After
+    ``deadline`` (a ``time.perf_counter()`` instant) the relaxation falls back to IBP, still sound;
+    ``stats["deadline_passed"]`` says whether that happened."""
     if method not in RELAXATIONS:
         raise ValueError(f"method must be one of {', '.join(RELAXATIONS)}, got {method!r}")
     x = np.asarray(x, dtype=np.float64)
@@ -83,14 +87,15 @@ def certify(net, x: np.ndarray, y: int, threat: Threat, method: str = "crown", c
     layers = torch_layers(net, device=device)
     sup = make_support(x, threat, concretize, domain, device)
     with torch.no_grad():
-        bounds = layer_bounds(layers, sup, method, splits)
+        bounds = layer_bounds(layers, sup, method, splits, deadline)
     empty = any(bool((lo > hi + EMPTY_TOL).any()) for lo, hi in bounds)
     margin = np.full(net.n_classes, np.inf)
     if not empty:
         S = spec_matrix(net.n_classes, int(y), device=device)
-        lb = margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps).detach().cpu().numpy()
+        lb = margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, deadline=deadline).detach().cpu().numpy()
         margin[[j for j in range(net.n_classes) if j != y]] = tolerances.lower(lb)
     out_bounds = [tolerances.widen(lo.cpu().numpy(), hi.cpu().numpy()) for lo, hi in bounds]
     unstable = {i: int(np.sum((out_bounds[i][0] < 0) & (out_bounds[i][1] > 0)))
                 for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)}
-    return Certificate(margin, out_bounds, unstable, time.perf_counter() - start, method, concretize, {"empty": empty})
+    return Certificate(margin, out_bounds, unstable, time.perf_counter() - start, method, concretize,
+                       {"empty": empty, "deadline_passed": time.perf_counter() >= deadline})

@@ -19,6 +19,7 @@ on the concretised bound; every iterate is a valid bound, so the best one is kep
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import nn
@@ -30,6 +31,7 @@ from .intervals import interval
 NONLINEAR = (nn.ReLU, nn.MaxPool3d)
 AFFINE = (nn.Conv3d, nn.Linear)
 CHUNK_ELEMENTS = 1 << 24  # rows x input size per backward chunk (memory cap, ~128 MB in float64)
+DEADLINE_CHUNK_ROWS = 64  # rows per chunk when a deadline is set (it is checked between chunks)
 
 Bounds = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -118,15 +120,21 @@ def crown_lower(layers, bounds: Bounds, sup, start: int, A: torch.Tensor, alphas
     return sup.min(A_in) + c
 
 
-def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torch.Tensor, which: torch.Tensor):
+def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torch.Tensor, which: torch.Tensor,
+                 deadline: float = math.inf):
     """Tighten (lo, hi) of the outputs of layers[j] selected by the mask ``which`` with their CROWN
-    bounds (rows +e_n for lower, -e_n for upper bounds), in row chunks; the rest is kept."""
+    bounds (rows +e_n for lower, -e_n for upper bounds), in row chunks; the rest is kept (so are
+    the rows of the chunks left when ``deadline`` passes)."""
     shape, n = tuple(lo.shape), lo.numel()
     picked = which.reshape(-1).nonzero()[:, 0]
     width = max(math.prod(b[0].shape) for b in bounds[: j + 1])
     chunk = max(1, CHUNK_ELEMENTS // width // 2)
+    if not math.isinf(deadline):
+        chunk = min(chunk, DEADLINE_CHUNK_ROWS)  # check the deadline often enough
     lo, hi = lo.reshape(-1).clone(), hi.reshape(-1).clone()
     for a in range(0, len(picked), chunk):
+        if time.perf_counter() >= deadline:
+            break
         idx = picked[a:a + chunk]
         eye = torch.zeros((len(idx), n), dtype=sup.dtype, device=sup.device)
         eye[torch.arange(len(idx)), idx] = 1.0
@@ -136,7 +144,7 @@ def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torc
     return lo.reshape(shape), hi.reshape(shape)
 
 
-def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = None) -> Bounds:
+def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = None, deadline: float = math.inf) -> Bounds:
     """Bounds of every layer input over the set: the first affine layer exactly, the rest by
     IBP, and for inputs of nonlinear layers by CROWN too (intersected with IBP; for a ReLU only
     where IBP leaves it unstable, since CROWN cannot change a stable phase) unless
@@ -145,7 +153,8 @@ def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = N
     ``splits`` (branch-and-bound) maps a ReLU's layer index to a tensor shaped like its input with
     +1 (the sub-problem requires input >= 0), -1 (input <= 0) or 0 (free); the bounds of that input
     are clipped accordingly, which is sound on the sub-problem.  A lower bound above an upper bound
-    then means the sub-problem is empty."""
+    then means the sub-problem is empty.  Once ``deadline`` passes the CROWN refinement stops (IBP
+    bounds for the rest: sound, looser)."""
     f = first_affine_index(layers)
     bounds: Bounds = [(sup.box_lo, sup.box_hi)]
     for i, layer in enumerate(layers):
@@ -157,7 +166,7 @@ def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = N
             if relaxation != "ibp" and i > f and isinstance(nxt, NONLINEAR):
                 # a ReLU only needs better bounds where IBP leaves it unstable; a max-pool uses them all
                 which = (lo < 0) & (hi > 0) if isinstance(nxt, nn.ReLU) else torch.ones_like(lo, dtype=torch.bool)
-                lo, hi = crown_refine(layers, bounds, sup, i, lo, hi, which)
+                lo, hi = crown_refine(layers, bounds, sup, i, lo, hi, which, deadline)
         if splits is not None and i + 1 in splits:
             lo = torch.where(splits[i + 1] > 0, lo.clamp(min=0), lo)
             hi = torch.where(splits[i + 1] < 0, hi.clamp(max=0), hi)
@@ -175,11 +184,12 @@ def spec_matrix(n_classes: int, y: int, dtype=torch.float64, device=None) -> tor
 
 
 def margin_bounds(layers, bounds: Bounds, sup, S: torch.Tensor, relaxation: str = "crown",
-                  alpha_steps: int = 30, alpha_lr: float = 0.25) -> torch.Tensor:
+                  alpha_steps: int = 30, alpha_lr: float = 0.25, deadline: float = math.inf) -> torch.Tensor:
     """Lower bounds of S @ logits over the set.
 
     IBP folds S into the last Linear (interval arithmetic on its input box); CROWN and
-    alpha-CROWN start their backward pass from S; the result is the best of the valid bounds.
+    alpha-CROWN start their backward pass from S; the result is the best of the valid bounds
+    (IBP's alone once ``deadline`` has passed; alpha-CROWN stops its steps there).
     """
     last = len(layers) - 1
     l, u = bounds[last]
@@ -192,16 +202,17 @@ def margin_bounds(layers, bounds: Bounds, sup, S: torch.Tensor, relaxation: str 
     else:
         lo, hi = bounds[last + 1]
         lb = (S.clamp(min=0) @ lo + S.clamp(max=0) @ hi)
-    if relaxation == "ibp":
+    if relaxation == "ibp" or time.perf_counter() >= deadline:
         return lb
     lb = torch.maximum(lb, crown_lower(layers, bounds, sup, last, S))
     open_rows = lb <= 0  # alpha-CROWN only works on margins CROWN has not already proven
     if relaxation == "alpha-crown" and open_rows.any():
-        lb[open_rows] = torch.maximum(lb[open_rows], _alpha_crown(layers, bounds, sup, S[open_rows], alpha_steps, alpha_lr))
+        lb[open_rows] = torch.maximum(lb[open_rows], _alpha_crown(layers, bounds, sup, S[open_rows], alpha_steps, alpha_lr,
+                                                                  deadline))
     return lb
 
 
-def _alpha_crown(layers, bounds: Bounds, sup, S, steps: int, lr: float) -> torch.Tensor:
+def _alpha_crown(layers, bounds: Bounds, sup, S, steps: int, lr: float, deadline: float = math.inf) -> torch.Tensor:
     last, m = len(layers) - 1, S.shape[0]
     alphas = {}
     for i, layer in enumerate(layers):
@@ -215,6 +226,8 @@ def _alpha_crown(layers, bounds: Bounds, sup, S, steps: int, lr: float) -> torch
         return best
     params = list(alphas.values())
     for step in range(steps):
+        if time.perf_counter() >= deadline:
+            break
         lb = crown_lower(layers, bounds, sup, last, S, alphas)
         best = torch.maximum(best, lb.detach())
         grads = torch.autograd.grad(lb.sum(), params)
