@@ -375,7 +375,7 @@ def test_a_second_runner_is_refused_and_a_stale_lock_is_not(tmp_path, capsys):
     cfg = _bench_config(tmp_path, "ok")
     out = tmp_path / "out"
     with locked(out):  # a runner holds the folder
-        _assert_one_line_error(*_run(["bench", cfg, "--out", str(out)], capsys), [str(out), "in use by another", f"pid"])
+        _assert_one_line_error(*_run(["bench", cfg, "--out", str(out)], capsys), [str(out), "in use by another", "pid"])
         assert not (out / "results.jsonl").exists()
     (out / ".lock").write_text("pid 999999999 on a-dead-host, started long ago\n")  # left by a killed run: no lock held
     assert _run(["bench", cfg, "--out", str(out)], capsys)[0] == 0

@@ -1,5 +1,6 @@
 """stverify: exact and certified verification of 3D CNNs under spatio-temporal threat sets."""
 from .data import load_npz, load_sample
+from .errors import InputError
 from .network import Network
 from .network.load import load_network
 from .result import VerifyResult
@@ -11,5 +12,5 @@ from .complete.crosscheck import CrossCheck, crosscheck
 from .interchange.vnnlib import load_vnnlib
 
 __version__ = "0.1.0"
-__all__ = ["Certificate", "CrossCheck", "METHODS", "Network", "Threat", "ThreatError", "VerifyResult", "certify", "load_network",
+__all__ = ["Certificate", "CrossCheck", "InputError", "METHODS", "Network", "RadiusResult", "Threat", "ThreatError", "VerifyResult", "certify", "load_network",
            "load_npz", "load_vnnlib", "load_sample", "parse_threat", "crosscheck", "max_safe_radius", "verify"]

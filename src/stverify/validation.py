@@ -41,7 +41,8 @@ def domain(dom) -> tuple[float, float]:
 
 
 def input_array(x, shape, dom, what: str = "input") -> np.ndarray:
-    """x as float64 of the model's input shape, every voxel finite and inside the data domain."""
+    """x as float64 of the model's input shape, every voxel finite and inside the data domain
+    (``dom=None``: no domain, as for an explicit union of boxes, which is its own domain)."""
     try:
         x = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
@@ -52,6 +53,8 @@ def input_array(x, shape, dom, what: str = "input") -> np.ndarray:
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(f"{what} has {int(bad.sum())} non-finite voxel(s) (NaN or Inf), the first at {first}")
+    if dom is None:
+        return x
     lo, hi = dom
     if x.min() < lo - DOMAIN_TOL or x.max() > hi + DOMAIN_TOL:
         raise InputError(f"{what} lies outside the data domain [{lo:g}, {hi:g}] (min {x.min():g}, max {x.max():g})")

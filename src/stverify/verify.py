@@ -32,7 +32,7 @@ from .replay import replay
 from .result import VerifyResult
 from .stbp_hybrid.certify import RELAXATIONS
 from .stbp_hybrid.methods import verify_box_crown, verify_box_ibp, verify_stbp
-from .threats import DEFAULT_DOMAIN, Threat, parse_threat
+from .threats import DEFAULT_DOMAIN, Boxes, Threat, parse_threat
 
 ATTACK_BUDGET_S = 1.0
 COMPLETE = {"milp", "smt", "bab"}
@@ -101,7 +101,7 @@ def check_call(net, x, y, threat: Threat | str, method: str, timeout, domain, op
     if not isinstance(threat, Threat):
         raise InputError(f"threat must be a Threat or a threat string, got {type(threat).__name__}")
     domain = validation.domain(domain)
-    x = validation.input_array(x, net.input_shape, domain)
+    x = validation.input_array(x, net.input_shape, None if isinstance(threat, Boxes) else domain)
     threat.validate(x.shape)
     return x, validation.label(y, net.n_classes), threat, validation.timeout(timeout), domain
 

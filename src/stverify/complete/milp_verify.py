@@ -85,7 +85,7 @@ def decide(net, x, y, threat, enc, j, solver="scip", deadline=math.inf, threads=
             return Outcome("timeout", bound, stats=stats, **done)
         return Outcome("unknown", bound, None, f"class {j}: the minimum margin lies in [{r.bound:.3g}, {tol:.3g}], "
                        "within the solver tolerance of 0", stats, **done)
-    first, nz = r, np.flatnonzero(obj.coef)
+    nz = np.flatnonzero(obj.coef)
     for k in range(tolerances.MILP_RETRIES + 1):
         rep = replay(net, x, y, threat, enc.point(r.x), domain)
         if rep.ok:

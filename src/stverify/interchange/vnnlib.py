@@ -59,7 +59,7 @@ import torch
 from ..errors import InputError
 from ..network.layers import Linear, Network, ReLU
 from ..threats import DEFAULT_DOMAIN, Boxes, Threat
-from .vnncomp import STATUS_TO_RESULT, Witness, format_result
+from .vnncomp import STATUS_TO_RESULT, Witness
 
 MAX_BOX_ENTRIES = 20_000_000  # members x inputs of a parsed input set (the boxes are held as K x n arrays)
 MAX_OUTPUT_DISJUNCTS = 10_000  # disjuncts of the output property after distributing its asserts
