@@ -189,10 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions():
     """Sub-commands contributed by optional modules (bench, report)."""
     try:
+        from .audit import cli as audit_cli
         from .bench import cli as bench_cli
     except ImportError:
         return []
-    return [bench_cli.register]
+    return [bench_cli.register, audit_cli.register]
 
 
 def main(argv=None) -> int:

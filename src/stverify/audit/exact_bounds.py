@@ -35,6 +35,7 @@ import concurrent.futures
 import functools
 import math
 import multiprocessing
+from multiprocessing import forkserver
 import time
 from dataclasses import dataclass, field
 
@@ -52,7 +53,7 @@ from ..stbp_hybrid.certify import certify, make_support, torch_layers
 from ..stbp_hybrid.first_layer import attaining_point
 from ..stbp_hybrid.propagate import first_affine_index
 from ..threats import DEFAULT_DOMAIN, Threat, parse_threat
-from .neuron_milp import SIDES, Job, JobResult, layer_values, solve_chunk
+from .neuron_milp import SIDES, Job, JobResult, layer_values, skipped, solve_chunk
 
 SOURCES = ("stbp", "lp")
 CHUNK = 8  # neurons per shared MILP model (at most)
@@ -189,6 +190,8 @@ class _Run:
     """The state of one exact-bounds run: current big-M bounds, deadline, worker pool."""
 
     def __init__(self, net, x, threat, domain, source, first, deadline, workers, keep_points):
+        if workers > 1 and _context().get_start_method() == "forkserver":
+            forkserver.ensure_running()  # its imports run while the bounds below are computed
         self.net, self.x, self.threat, self.domain, self.source = net, x, threat, domain, source
         self.first, self.deadline, self.workers, self.keep_points = first, deadline, workers, keep_points
         cert = certify(net, x, int(net.predict(x)), threat, *BOUND_SOURCES[source], domain)
@@ -198,7 +201,7 @@ class _Run:
             self.bounds, _ = tighten(net, x, threat, self.bounds, domain, time.perf_counter() + (deadline - now) / 2)
         self.depends = dependency_masks(net, threat.perturbable(x.shape))
         self.support = make_support(x, threat, "threat", domain)
-        self.pool = None
+        self.pool, self.setup_s = None, 0.0  # setup_s: the longest encode + build of a chunk so far
 
     def __enter__(self):
         if self.workers > 1:
@@ -297,10 +300,14 @@ class _Run:
                 with torch.no_grad():
                     return [self.support.argmin(g).numpy(), self.support.argmin(-g).numpy()]
         for a in range(0, len(todo), CANDIDATE_BATCH):
-            if self.left() <= 0:
+            made = []
+            for n in todo[a:a + CANDIDATE_BATCH]:
+                if self.left() <= 0:
+                    break
+                made.append(points(int(n)))
+            if not made:
                 break
-            batch = todo[a:a + CANDIDATE_BATCH]
-            made = [points(int(n)) for n in batch]
+            batch = todo[a:a + len(made)]
             for s, side in enumerate(SIDES):
                 ps = np.stack([m[s] for m in made])
                 inside = np.array([self.threat.contains(self.x, p, tol=1e-12, domain=self.domain) for p in ps])
@@ -328,8 +335,7 @@ class _Run:
         for j in jobs:
             by_neuron.setdefault(j.neuron, []).append(j)
         neurons = list(by_neuron)
-        size = max(1, min(CHUNK, math.ceil(len(neurons) / (2 * self.workers))))
-        chunks = [[j for n in neurons[a:a + size] for j in by_neuron[n]] for a in range(0, len(neurons), size)]
+        chunks = [[j for n in part for j in by_neuron[n]] for part in self._chunks(i, neurons)]
         pending = len(jobs) + 2 * later  # every job still to run, this layer's and (about) the later layers'
         running: set = set()
         while chunks or running:
@@ -339,16 +345,33 @@ class _Run:
                 pending -= len(chunk)
                 args = (self.net, self.x, self.threat, self.bounds, self.domain, i, chunk, self.deadline, budget,
                         self.keep_points)
-                if self.left() <= 0:
-                    yield from (JobResult(j.neuron, j.side, "skipped", -math.inf, math.nan, math.nan, 0.0) for j in chunk)
+                if self.left() <= self.setup_s:  # not even time to set a model up
+                    yield from skipped(chunk)
                 elif self.pool is None:
-                    yield from solve_chunk(*args)
+                    yield from self._finished(solve_chunk(*args))
                 else:
                     running.add(self.pool.submit(solve_chunk, *args))
             if running:
                 done, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
                 for fut in done:
-                    yield from fut.result()
+                    yield from self._finished(fut.result())
+
+    def _finished(self, chunk_result):
+        results, setup_s = chunk_result
+        self.setup_s = max(self.setup_s, setup_s)
+        return results
+
+    def _chunks(self, i: int, neurons: list[int]) -> list[list[int]]:
+        """Groups of neurons sharing one model: one per worker when a single neuron's cone already
+        holds most of the perturbable input (a deep layer), else up to CHUNK nearby neurons."""
+        if not neurons:
+            return []
+        reach = cone(self.net, i, [neurons[0]])[0] & self.depends[0]
+        if reach.sum() >= 0.5 * self.depends[0].sum():
+            size = math.ceil(len(neurons) / self.workers)
+        else:
+            size = max(1, min(CHUNK, math.ceil(len(neurons) / (2 * self.workers))))
+        return [neurons[a:a + size] for a in range(0, len(neurons), size)]
 
     def _merge(self, r: dict, points: dict, res: JobResult) -> None:
         """Fold one MILP result into side ``res.side`` of neuron ``res.neuron`` (soundly)."""

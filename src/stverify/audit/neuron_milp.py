@@ -54,15 +54,22 @@ def layer_values(net, points: np.ndarray, layer: int) -> np.ndarray:
     return h.reshape(len(h), -1)
 
 
+def skipped(jobs: list[Job]) -> list[JobResult]:
+    return [JobResult(j.neuron, j.side, "skipped", -math.inf, math.nan, math.nan, 0.0) for j in jobs]
+
+
 def solve_chunk(net, x0, threat, bounds, domain, layer: int, jobs: list[Job], deadline: float, job_budget: float,
-                keep_points: bool = False) -> list[JobResult]:
-    """Solve ``jobs`` (module docstring) on one shared model.  ``deadline`` is a ``time.monotonic()``
-    instant; job k may use its ``job_budget`` plus whatever earlier jobs of the chunk left unused."""
+                keep_points: bool = False) -> tuple[list[JobResult], float]:
+    """Solve ``jobs`` (module docstring) on one shared model; returns their results and the seconds
+    spent encoding and building the model.  ``deadline`` is a ``time.monotonic()`` instant; job k
+    may use its ``job_budget`` plus whatever earlier jobs of the chunk left unused."""
     start = time.monotonic()
+    if deadline <= start:
+        return skipped(jobs), 0.0
     enc = encode(net, x0, threat, bounds, domain, upto=layer, keep=sorted({j.neuron for j in jobs}))
     nnz = enc.model.to_csr().nnz
     if deadline - time.monotonic() < nnz / BUILD_NNZ_PER_S:
-        return [JobResult(j.neuron, j.side, "skipped", -math.inf, math.nan, math.nan, 0.0) for j in jobs]
+        return skipped(jobs), time.monotonic() - start
     model, xs = scip.build(enc.model)
     build_s = time.monotonic() - start
     out, var = [], enc.vars[layer].reshape(-1)
@@ -76,7 +83,7 @@ def solve_chunk(net, x0, threat, bounds, domain, layer: int, jobs: list[Job], de
             out.append(JobResult(job.neuron, job.side, "optimal", SIDES[job.side] * c, c, abs(c), 0.0))
             continue
         if limit <= 0:
-            out.append(JobResult(job.neuron, job.side, "skipped", -math.inf, math.nan, math.nan, 0.0))
+            out += skipped([job])
             continue
         coef = np.zeros(enc.model.n_vars)
         coef[v] = SIDES[job.side]
@@ -90,4 +97,4 @@ def solve_chunk(net, x0, threat, bounds, domain, layer: int, jobs: list[Job], de
         out.append(JobResult(job.neuron, job.side, r.status, r.bound, value, obj.scale(lb, ub),
                              time.monotonic() - now + build_s / len(jobs), r.stats["nodes"],
                              point if keep_points else None))
-    return out
+    return out, build_s
