@@ -13,8 +13,9 @@ An instance is keyed like a ``stverify bench`` result: ``(model, split, index, t
        {"vnnlib": "vnnlib/tiny_test_3_anyframes.vnnlib", "layers": {...}}  # an exported instance (manifest)
      ]}
 
-or ``.npz``: an array ``instances`` holding that JSON list without the ``layers`` (one string), and
-arrays ``"<k>:<layer>:lower"`` / ``"<k>:<layer>:upper"`` for instance k of that list.
+or ``.npz``: a string array ``instances`` holding that JSON list without the ``layers``, optionally a
+string array ``onnx``, and arrays ``"<k>:<layer>:lower"`` / ``"<k>:<layer>:upper"`` for instance k
+of that list.
 
 * An instance is named by ``model``, ``split``, ``index`` and ``threat`` (the stverify threat spec),
   or by ``vnnlib``: the path of a VNN-LIB file that ``stverify export`` wrote, looked up in the
@@ -125,6 +126,8 @@ def read_bounds_file(path) -> list[BoundsEntry]:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
             doc = {"format": FORMAT, "instances": json.loads(str(arrays.pop("instances")))}
+            if "onnx" in arrays:
+                doc["onnx"] = str(arrays.pop("onnx"))
             for k, item in enumerate(doc["instances"]):
                 item["layers"] = {}
             for name, a in arrays.items():
@@ -162,6 +165,8 @@ def write_bounds_file(path, entries: list[dict], onnx: str | None = None) -> Pat
     path = Path(path)
     if path.suffix == ".npz":
         arrays = {"instances": np.array(json.dumps([{k: v for k, v in e.items() if k != "layers"} for e in entries]))}
+        if onnx:
+            arrays["onnx"] = np.array(onnx)
         for k, e in enumerate(entries):
             for layer, (lo, hi) in e["layers"].items():
                 arrays[f"{k}:{layer}:lower"], arrays[f"{k}:{layer}:upper"] = np.asarray(lo), np.asarray(hi)
