@@ -13,6 +13,7 @@ The instances are those of a bench TOML config (``bench.config``: models, sample
     exact = "milp"           # the exact verdict: verify(method=...) with exact_options, timeout = the config's
     exact_options = {}
     bounds = "stbp"          # big-M of the exact bounds: "stbp" or "lp"
+    progressive = true       # bound every unstable ReLU input before the audited layers exactly first (exact_bounds)
     bounds_timeout = 300     # s per instance for the exact bounds of all its layers, end to end
     tol = 1e-6               # a bound claim is unsound beyond tol * max(1, |exact value|)
     bounds_files = { mytool = "mytool_bounds.json" }   # another tool's bounds (claims.py), relative to the config
@@ -64,6 +65,7 @@ class AuditOptions:
     exact: str = "milp"
     exact_options: dict = field(default_factory=dict)
     bounds: str = "stbp"
+    progressive: bool = True
     bounds_timeout: float = 300.0
     tol: float = 1e-6
     bounds_files: dict = field(default_factory=dict)
@@ -203,7 +205,8 @@ def audit_instance(inst: Instance, net, opts: AuditOptions, timeout: float, work
     layers = sorted(set(audited_layers(net, opts.layers)) | set(extra_layers))
     neurons = {i: select_neurons(net, i, opts.neurons_for(inst.key.model), opts.seed) for i in layers}
     t0 = time.perf_counter()
-    ebs = exact_layer_bounds(net, inst.x, threat, neurons, timeout=opts.bounds_timeout, workers=workers, bounds=opts.bounds)
+    ebs = exact_layer_bounds(net, inst.x, threat, neurons, timeout=opts.bounds_timeout, workers=workers, bounds=opts.bounds,
+                             progressive=opts.progressive)
     bounds_s = time.perf_counter() - t0
     res = verify(net, inst.x, inst.label, threat, method=opts.exact, timeout=timeout, **opts.exact_options)
     exact = {str(i): {"neurons": neurons[i], **{k: getattr(eb, k).reshape(-1)[neurons[i]] for k in

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import tolerances
 from ..encodings.backends import scip
 from ..encodings.milp import LinExpr, encode
 from ..replay import snap
@@ -88,7 +89,8 @@ def solve_chunk(net, x0, threat, bounds, domain, layer: int, jobs: list[Job], de
         coef = np.zeros(enc.model.n_vars)
         coef[v] = SIDES[job.side]
         obj = LinExpr(coef)
-        r = scip.optimize(model, xs, obj, time_limit=limit)
+        # solved once the solution is within half the solver margin of the dual bound (``exact`` allows 2)
+        r = scip.optimize(model, xs, obj, time_limit=limit, abs_gap=tolerances.solver_margin(obj.scale(lb, ub)) / 2)
         value, point = math.nan, None
         if r.x is not None:
             p = snap(x0, enc.point(r.x), threat, domain)

@@ -11,7 +11,8 @@ from pyscipopt.scip import Expr, ExprCons, Term
 from . import SolveResult, finite_or_inf
 
 _STATUS = {"optimal": "optimal", "infeasible": "infeasible", "timelimit": "timeout",
-           "primallimit": "feasible", "duallimit": "bound_reached"}
+           "primallimit": "feasible", "duallimit": "bound_reached",
+           "gaplimit": "optimal"}  # within the absolute gap asked of ``optimize`` (0 unless given)
 
 
 def _num(v: float):
@@ -38,15 +39,18 @@ def build(model) -> tuple[Model, list]:
     return m, xs
 
 
-def optimize(m: Model, xs: list, objective, *, time_limit=None, threads=1, early_stop=None) -> SolveResult:
+def optimize(m: Model, xs: list, objective, *, time_limit=None, threads=1, early_stop=None,
+             abs_gap: float = 0.0) -> SolveResult:
     """Minimise ``objective`` over a model from ``build``; the model can be optimised again with
-    another objective (its previous solve is freed first)."""
+    another objective (its previous solve is freed first).  ``abs_gap``: stop (status optimal) once
+    the best solution is within this of the dual bound."""
     start = time.perf_counter()
     m.freeTransform()
     nz = np.flatnonzero(objective.coef)
     m.setObjective(_expr(xs, nz, objective.coef[nz]) + objective.const, "minimize")
     m.setParam("lp/threads", int(threads))
-    for name, v in zip(("limits/time", "limits/primal", "limits/dual"), (time_limit, *(early_stop or (None, None)))):
+    for name, v in zip(("limits/time", "limits/primal", "limits/dual", "limits/absgap"),
+                       (time_limit, *(early_stop or (None, None)), abs_gap or None)):
         if v is not None and np.isfinite(v):
             m.setParam(name, float(v))
         else:
