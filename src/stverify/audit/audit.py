@@ -255,8 +255,8 @@ def audit(config=None, out=None, *, bounds_files: dict | None = None, results: d
         raise InputError(f"{out} already holds audit results; pass --resume to continue that audit (or to audit more "
                          "claims against its exact answers), or choose another --out")
     store = Store(out, resume)
-    if config is not None:
-        (Path(out) / "config.toml").write_text(Path(config).read_text())
+    if config is not None:  # kept by name: several configs may add instances to one audit
+        (Path(out) / Path(config).name).write_text(Path(config).read_text())
     (Path(out) / SOURCES_FILE).write_text(json.dumps({"bounds_files": opts.bounds_files, "results": opts.results,
                                                       "manifest": opts.manifest, "tol": opts.tol}, indent=1) + "\n")
     extra = external_layers(opts, insts, nets)
