@@ -21,10 +21,11 @@ side is obtained the cheapest way that proves it (``how``):
 * ``stbp`` / ``lp``: time ran out: the initial bound (status ``bound``).
 
 Soundness: a lower bound is the initial sound bound or the solver's dual bound moved down by
-``tolerances.solver_margin`` (whichever is higher); an attained value is z_n computed by the
+``tolerances.solver_margin`` of the size of the rows holding z_n (``neuron_milp.row_scales``),
+whichever is higher; an attained value is z_n computed by the
 float64 reference at a point checked to lie in S (``Threat.contains``).  If a value attained at a
-point lies below a bound that claims to be lower (a wrong solver bound or initial bound), the
-bound is lowered to it and the side is marked ``inconsistent``.
+point lies below the solver's bound, the solver erred: the side keeps the initial bound and is
+marked ``inconsistent`` (below the initial bound too: no bound, -inf).
 
 HiGHS is not offered: on a ``medmnist`` neuron its presolve returned an "optimal" minimum 1e-4
 above a point SCIP found and the float64 reference confirmed.
@@ -243,6 +244,7 @@ class _Run:
         shape = self.net.shapes[i]
         size = int(np.prod(shape))
         r = {k: np.full(size, np.nan) for k in ("lo", "hi", "lo_attained", "hi_attained", "neuron_s")}
+        r["margin_lo"], r["margin_hi"] = self.margin(i, np.arange(size)), self.margin(i, np.arange(size))
         r["status"], r["how_lo"], r["how_hi"] = (np.full(size, "", dtype=object) for _ in range(3))
         points: dict = {}
         dep = self.depends[i].reshape(-1)
@@ -258,7 +260,7 @@ class _Run:
             init = self.bounds[i][0 if side == "lo" else 1].reshape(-1)[todo]
             value, pts = cand[side]
             wrong = sign * (value - init) < 0  # a point beyond a sound bound: the initial bound was wrong
-            r[side][todo] = np.where(wrong, value - sign * margin, init)
+            r[side][todo] = np.where(wrong, -sign * np.inf, init)
             r[f"{side}_attained"][todo] = value
             hit = sign * (value - init) <= margin
             how = np.full(len(todo), "closed-form" if i == self.first + 1 else "attained", dtype=object)
@@ -269,9 +271,9 @@ class _Run:
             jobs += [Job(int(n), side) for n in todo[~hit]]
         r["neuron_s"][sel] = (time.monotonic() - t0) / max(len(sel), 1)
         for res in self._solve(i, jobs, later):
-            self._merge(r, points, res)
-        tol = 2 * self.margin(i, sel)
-        exact = (r["lo_attained"][sel] - r["lo"][sel] <= tol) & (r["hi"][sel] - r["hi_attained"][sel] <= tol)
+            self._merge(i, r, points, res)
+        exact = ((r["lo_attained"][sel] - r["lo"][sel] <= 2 * r["margin_lo"][sel]) &
+                 (r["hi"][sel] - r["hi_attained"][sel] <= 2 * r["margin_hi"][sel]))
         r["status"][sel] = np.where(exact, "exact", "bound")
         eb = ExactBounds(i, *(r[k].reshape(shape) for k in ("lo", "hi", "lo_attained", "hi_attained", "status",
                                                              "how_lo", "how_hi", "neuron_s")),
@@ -371,7 +373,7 @@ class _Run:
         size = math.ceil(len(neurons) / self.workers) if reach.sum() >= 0.5 * self.depends[0].sum() else 1
         return [neurons[a:a + size] for a in range(0, len(neurons), size)]
 
-    def _merge(self, r: dict, points: dict, res: JobResult) -> None:
+    def _merge(self, i: int, r: dict, points: dict, res: JobResult) -> None:
         """Fold one MILP result into side ``res.side`` of neuron ``res.neuron`` (soundly)."""
         n, side = res.neuron, res.side
         sign = SIDES[side]
@@ -385,8 +387,10 @@ class _Run:
                 points[(n, side)] = res.point
         if res.status in ("optimal", "timeout"):
             r[f"how_{side}"][n] = "milp"
+            margin = r[f"margin_{side}"][n] = max(r[f"margin_{side}"][n], tolerances.solver_margin(res.scale))
             if np.isfinite(res.bound):  # a bound of min sign * z_n; in units of z_n:
-                r[side][n] = sign * max(sign * r[side][n], res.bound - tolerances.solver_margin(res.scale))
-        if sign * att[n] < sign * r[side][n]:  # a point beyond a "sound" bound: that bound was wrong
-            r[side][n] = att[n] - sign * tolerances.solver_margin(abs(att[n]))
+                r[side][n] = sign * max(sign * r[side][n], res.bound - margin)
+        if sign * att[n] < sign * r[side][n]:  # a point beyond the solver's bound: the solver erred
+            init = self.bounds[i][0 if side == "lo" else 1].reshape(-1)[n]
+            r[side][n] = init if sign * att[n] >= sign * init else -sign * np.inf
             r[f"how_{side}"][n] = "inconsistent"

@@ -41,7 +41,7 @@ class JobResult:
     status: str  # a SolveResult status, or "skipped" (no time to build or solve)
     bound: float  # dual bound of min sign * z_n (-inf if none)
     value: float  # z_n at the solver's point, float64 reference (NaN if none)
-    scale: float  # |const| + sum |coef| max(|lb|, |ub|) of the objective: sets the solver margin
+    scale: float  # ``row_scales`` of the neuron's variable: sets the solver margin
     time_s: float
     nodes: int = 0
     point: np.ndarray | None = None
@@ -53,6 +53,22 @@ def layer_values(net, points: np.ndarray, layer: int) -> np.ndarray:
     for lay in net.layers[:layer]:
         h = lay.forward(h)
     return h.reshape(len(h), -1)
+
+
+def row_scales(model) -> np.ndarray:
+    """Per variable: the size of the terms the solver adds up in the rows holding it, the largest of
+    |row bound| + sum_j |a_j| max(|lb_j|, |ub_j|) over those rows.  The solver's tolerances act on
+    these sums, so a neuron's margin scales with them, not with the neuron's own magnitude: with the
+    latter, SCIP's dual bound exceeded a point's value by up to twice the margin on the zoo models."""
+    A = model.to_csr()
+    big = np.maximum(np.abs(model.lb), np.abs(model.ub))
+    rhs = np.maximum(*(np.where(np.isfinite(b), np.abs(b), 0.0) for b in (model.row_lo, model.row_hi)))
+    per_row = abs(A) @ big + rhs
+    C = A.tocsc()
+    out = big.copy()
+    has = np.diff(C.indptr) > 0
+    out[has] = np.maximum(out[has], np.maximum.reduceat(per_row[C.indices], C.indptr[:-1][has]))
+    return out
 
 
 def skipped(jobs: list[Job]) -> list[JobResult]:
@@ -72,9 +88,13 @@ def solve_chunk(net, x0, threat, bounds, domain, layer: int, jobs: list[Job], de
     if deadline - time.monotonic() < nnz / BUILD_NNZ_PER_S:
         return skipped(jobs), time.monotonic() - start
     model, xs = scip.build(enc.model)
+    # No presolve: on a cone of the zoo's `small` (patch:eps=16/255, logit 0 of test #0) SCIP's presolve
+    # returned an "optimal" minimum 2e-3 above a point of the set (HiGHS's presolve erred likewise on
+    # `medmnist`); without it SCIP found that point.  It costs up to 10x on the largest models.
+    model.setParam("presolving/maxrounds", 0)
     build_s = time.monotonic() - start
     out, var = [], enc.vars[layer].reshape(-1)
-    lb, ub = enc.model.lb, enc.model.ub
+    scales = row_scales(enc.model)
     for k, job in enumerate(jobs):
         now = time.monotonic()
         limit = min(deadline - now, max(job_budget, start + build_s + job_budget * (k + 1) - now))
@@ -88,15 +108,15 @@ def solve_chunk(net, x0, threat, bounds, domain, layer: int, jobs: list[Job], de
             continue
         coef = np.zeros(enc.model.n_vars)
         coef[v] = SIDES[job.side]
-        obj = LinExpr(coef)
+        scale = float(scales[v])
         # solved once the solution is within half the solver margin of the dual bound (``exact`` allows 2)
-        r = scip.optimize(model, xs, obj, time_limit=limit, abs_gap=tolerances.solver_margin(obj.scale(lb, ub)) / 2)
+        r = scip.optimize(model, xs, LinExpr(coef), time_limit=limit, abs_gap=tolerances.solver_margin(scale) / 2)
         value, point = math.nan, None
         if r.x is not None:
             p = snap(x0, enc.point(r.x), threat, domain)
             if threat.contains(x0, p, tol=1e-12, domain=domain):
                 value, point = float(layer_values(net, p[None], layer)[0, job.neuron]), p
-        out.append(JobResult(job.neuron, job.side, r.status, r.bound, value, obj.scale(lb, ub),
+        out.append(JobResult(job.neuron, job.side, r.status, r.bound, value, scale,
                              time.monotonic() - now + build_s / len(jobs), r.stats["nodes"],
                              point if keep_points else None))
     return out, build_s

@@ -66,6 +66,10 @@ class Context:
         self.tol = float(self.sources.get("tol", 1e-6))
         self.external, self.notes = load_external(self.sources, self.nets, {k: s.file for k, s in self.specs.items()})
 
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
     def x0(self, r: dict) -> np.ndarray:
         return load_sample(data_path(r["data"]), r["split"], r["index"])[0]
 
@@ -82,6 +86,9 @@ def claims_of(r: dict, ctx: Context) -> dict[str, dict]:
             if str(i) in r["exact_bounds"]:
                 n = np.asarray(r["exact_bounds"][str(i)]["neurons"], dtype=np.int64)
                 bounds[i] = (lo[n], hi[n])
+            else:
+                ctx.note(f"{c.source}: bounds of layer input {i} are not audited (no exact bounds computed there; "
+                         "the first affine layer's input, or a layer added after the instance's exact run)")
         out[c.source] = {"kind": c.kind, "verdict": c.verdict, "witness": c.witness, "time_s": c.time_s, "bounds": bounds}
     return out
 
