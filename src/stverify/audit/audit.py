@@ -269,12 +269,12 @@ def audit(config=None, out=None, *, bounds_files: dict | None = None, results: d
                         disable=not console.is_terminal)
     bar = progress.add_task("audit", total=len(insts), completed=len(insts) - len(todo), now="")
     with progress:
-        for inst in todo:
+        for k, inst in enumerate(todo, len(insts) - len(todo) + 1):
             progress.update(bar, now=f"{inst.key.model} #{inst.key.index} {inst.key.threat}")
             record, cex = audit_instance(inst, nets[inst.key.model], opts, timeout, workers, extra.get(inst.key, ()))
             store.append(record, cex)
             progress.update(bar, advance=1)
             if not console.is_terminal:
-                console.print(f"{len(store.records)}/{len(insts)} {inst.key.model} #{inst.key.index} {inst.key.threat}: "
+                console.print(f"{k}/{len(insts)} {inst.key.model} #{inst.key.index} {inst.key.threat}: "
                               f"exact {record['verdict']['status']}, bounds {record['exact_bounds_s']:.1f} s", highlight=False)
     return write_report(out)

@@ -42,7 +42,7 @@ def gap_boxes(neurons: list[dict], path: Path) -> None:
                     b.set_facecolor(colors[source])
                     b.set_alpha(0.75)
         ax.set_xticks(range(len(layers)), [f"{i}\n{names[i]}" for i in layers], fontsize=7)
-        ax.set(yscale="log", title=model, xlabel="layer input (the layer before it)", ylabel="gap to the exact bound")
+        ax.set(yscale="log", title=model, xlabel="input of layer i (the layers it lies between)", ylabel="gap to the exact bound")
         ax.grid(alpha=0.3, axis="y", which="both")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[s], alpha=0.75) for s in sources]
     fig.legend(handles, sources, loc="lower center", ncol=min(len(sources), 6), fontsize=8, frameon=False)
