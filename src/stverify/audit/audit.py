@@ -262,7 +262,7 @@ def audit(config=None, out=None, *, bounds_files: dict | None = None, results: d
     extra = external_layers(opts, insts, nets)
     todo = [i for i in insts if "|".join(map(str, (*i.key, "audit"))) not in store.keys]
     console.print(f"{len(insts)} instances ({len(insts) - len(todo)} already done), claims of "
-                  f"{', '.join([m.label for m in (insts[0].methods if insts else ())] + list(opts.bounds_files) + list(opts.results)) or 'none'}; "
+                  f"{', '.join(dict.fromkeys([m.label for m in (insts[0].methods if insts else ())] + list(opts.bounds_files) + list(opts.results))) or 'none'}; "
                   f"results in {store.path}")
     progress = Progress(TextColumn("audit"), BarColumn(bar_width=24), MofNCompleteColumn(), TextColumn("{task.fields[now]}"),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,

@@ -89,7 +89,10 @@ def claims_of(r: dict, ctx: Context) -> dict[str, dict]:
             else:
                 ctx.note(f"{c.source}: bounds of layer input {i} are not audited (no exact bounds computed there; "
                          "the first affine layer's input, or a layer added after the instance's exact run)")
-        out[c.source] = {"kind": c.kind, "verdict": c.verdict, "witness": c.witness, "time_s": c.time_s, "bounds": bounds}
+        mine = out.setdefault(c.source, {"kind": c.kind, "verdict": None, "witness": None, "time_s": None, "bounds": {}})
+        mine["bounds"].update(bounds)  # one tool may give a bounds file and a results CSV
+        if c.verdict is not None:
+            mine.update(kind=c.kind, verdict=c.verdict, witness=c.witness, time_s=c.time_s)
     return out
 
 
