@@ -78,7 +78,8 @@ def main() -> None:
         rows.append(vc.ResultRow("stverify-tiny", e.onnx, e.vnnlib, 0.5, result, round(cert.time_s, 3), witness))
     write_bounds_file(tool / "bounds.json", entries, onnx="../export/onnx/tiny.onnx")
     vc.write_results_csv(tool / "results.csv", rows)
-    print(f"wrote {export}/ (manifest.json, onnx/tiny.onnx) and {tool}/ (bounds.json, results.csv): "
+    rel = lambda p: p.relative_to(HERE.parent)  # noqa: E731
+    print(f"wrote {rel(export)}/ (manifest.json, onnx/tiny.onnx) and {rel(tool)}/ (bounds.json, results.csv): "
           f"{', '.join(f'#{t.index} {r.result}' for t, r in zip(insts, rows))}")
 
 
