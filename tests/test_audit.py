@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from stverify.audit import audit
-from stverify.bench.config import data_path
-from stverify.data import load_sample
 from stverify.audit.claims import Key, bounds_claims, onnx_layer_map, read_bounds_file, write_bounds_file
 from stverify.audit.report import compare_bounds
+from stverify.bench.config import data_path
 from stverify.cli import main
+from stverify.data import load_sample
 from stverify.errors import InputError
 from stverify.interchange import vnncomp as vc
 from stverify.interchange.manifest import ExportedInstance, write_manifest

@@ -47,8 +47,8 @@ from ..data import load_sample
 from ..errors import InputError
 from ..interchange import manifest as mf
 from ..network.layers import MaxPool3d, ReLU
-from ..stbp_hybrid.propagate import first_affine_index
 from ..stbp_hybrid.certify import torch_layers
+from ..stbp_hybrid.propagate import first_affine_index
 from ..threats import DEFAULT_DOMAIN, format_eps, parse_threat
 from ..verify import verify
 from .claims import Key, load_external, own_claim

@@ -270,7 +270,7 @@ def vnncomp_claims(source: str, results_csv, exported: list[mf.ExportedInstance]
             continue
         witness = None
         if r.result == "sat" and r.witness is not None:
-            result, w = vnncomp.read_result(r.witness)
+            _, w = vnncomp.read_result(r.witness)
             if w is not None:
                 net = nets[key]
                 size = int(np.prod(net.input_shape))

@@ -36,9 +36,9 @@ import concurrent.futures
 import functools
 import math
 import multiprocessing
-from multiprocessing import forkserver
 import time
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 
 import numpy as np
 import torch

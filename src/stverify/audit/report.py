@@ -131,7 +131,7 @@ def analyse(records: list[dict], ctx: Context) -> dict:
     """Every comparison of the audit (see the module docstring), as rows for tables and figures."""
     unsound, neurons, verdicts = [], [], []
     for r in records:
-        key, net = _key(r), ctx.nets[_key(r)]
+        net = ctx.nets[_key(r)]
         where = {k: r[k] for k in ("model", "split", "index", "threat")}
         for source, c in claims_of(r, ctx).items():
             if c["verdict"] is not None:
