@@ -10,7 +10,9 @@ from .verify import METHODS, verify
 from .complete.radius import RadiusResult, max_safe_radius
 from .complete.crosscheck import CrossCheck, crosscheck
 from .interchange.vnnlib import load_vnnlib
+from .audit import ExactBounds, audit, exact_bounds
 
 __version__ = "0.1.0"
-__all__ = ["Certificate", "CrossCheck", "InputError", "METHODS", "Network", "RadiusResult", "Threat", "ThreatError", "VerifyResult", "certify", "load_network",
-           "load_npz", "load_vnnlib", "load_sample", "parse_threat", "crosscheck", "max_safe_radius", "verify"]
+__all__ = ["Certificate", "CrossCheck", "ExactBounds", "InputError", "METHODS", "Network", "RadiusResult", "Threat",
+           "ThreatError", "VerifyResult", "audit", "certify", "crosscheck", "exact_bounds", "load_network", "load_npz",
+           "load_sample", "load_vnnlib", "max_safe_radius", "parse_threat", "verify"]

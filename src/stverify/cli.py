@@ -344,12 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions():
-    """Sub-commands contributed by other modules: render, bench / report, export / radius."""
+    """Sub-commands contributed by other modules: render, bench / report, export / radius, audit."""
     from . import counterexample
+    from .audit import cli as audit_cli
     from .bench import cli as bench_cli
     from .interchange import cli as interchange_cli
 
-    return [counterexample.register, bench_cli.register, interchange_cli.register]
+    return [counterexample.register, bench_cli.register, interchange_cli.register, audit_cli.register]
 
 
 def _split_debug(argv: list[str]) -> tuple[list[str], bool]:

@@ -166,7 +166,8 @@ class Task:
         return instance_key(self.record())
 
 
-KEYS = {"": {"timeout", "grace", "threads", "plugins", "models", "samples", "threats", "methods"},
+KEYS = {"": {"timeout", "grace", "threads", "plugins", "models", "samples", "threats", "methods",
+             "audit"},  # [audit]: read by stverify audit (audit/audit.py), ignored by bench
         "models": {"name", "file", "arch", "data"}, "samples": {"split", "n", "select", "seed"},
         "threats": {"kind", "spec", "eps"}, "methods": {"name", "method", "options"}}
 MAX_THREADS = 1024

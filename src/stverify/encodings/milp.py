@@ -197,12 +197,36 @@ def _affine_terms(layer, shape, v: np.ndarray, const: np.ndarray, sel: np.ndarra
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
 
 
+def cone(net: Network, upto: int, keep) -> list[np.ndarray]:
+    """Masks, one per input of layers 0..upto: the entries on which the entries ``keep`` (flat
+    indices) of the input of layer ``upto`` depend through non-zero weights (their cone of influence)."""
+    masks = [np.zeros(0, dtype=bool)] * (upto + 1)
+    masks[upto] = np.zeros(int(np.prod(net.shapes[upto])), dtype=bool)
+    masks[upto][np.asarray(keep, dtype=np.int64)] = True
+    for j in range(upto - 1, -1, -1):
+        layer, shape, sel = net.layers[j], net.shapes[j], np.flatnonzero(masks[j + 1])
+        if isinstance(layer, (Conv3d, Linear, AvgPool3d)):
+            src = _linear_map(layer, shape, sel)[1]
+        elif isinstance(layer, MaxPool3d):
+            win = _windows(shape[1:], layer.kernel, layer.stride)
+            ch, p = np.divmod(sel, len(win))
+            src = ch[:, None] * int(np.prod(shape[1:])) + win[p]
+        else:  # ReLU, Flatten: entry to entry
+            src = sel
+        masks[j] = np.zeros(int(np.prod(shape)), dtype=bool)
+        masks[j][np.ravel(src)] = True
+    return [m.reshape(s) for m, s in zip(masks, net.shapes)]
+
+
 class _Encoder:
-    def __init__(self, net: Network, x0: np.ndarray, threat: Threat, bounds, domain, deadline: float = math.inf):
+    def __init__(self, net: Network, x0: np.ndarray, threat: Threat, bounds, domain, upto=None, keep=None,
+                 deadline: float = math.inf):
         self.net, self.x0, self.threat, self.domain = net, np.asarray(x0, dtype=np.float64), threat, domain
         self.bounds, self.deadline = bounds, deadline
         prep = prepare(net, self.x0, threat)
         self.clean, self.depends = prep.clean, prep.depends
+        if keep is not None:  # only the cone of the kept entries gets variables; the rest stays constant
+            self.depends = [d & c for d, c in zip(self.depends, cone(net, upto, keep))] + self.depends[upto + 1:]
         self.m = MILPModel()
         self.stats: dict = {"unstable_per_layer": {}, "big_m": []}
 
@@ -374,8 +398,12 @@ class _Encoder:
 
 
 def encode(net: Network, x0: np.ndarray, threat: Threat, bounds, domain=DEFAULT_DOMAIN,
-           upto: int | None = None, deadline: float = math.inf) -> Encoding:
+           upto: int | None = None, keep=None, deadline: float = math.inf) -> Encoding:
     """The MILP of the module docstring.  ``bounds[i]`` = (lo, hi) arrays containing the input of
-    layer i over the threat set.  ``upto=i`` encodes only layers 0..i-1 (no logits).  Raises
-    ``DeadlineExceeded`` once ``deadline`` (a ``time.perf_counter()`` instant) has passed."""
-    return _Encoder(net, x0, threat, bounds, domain, deadline).run(upto)
+    layer i over the threat set.  ``upto=i`` encodes only layers 0..i-1 (no logits); with it,
+    ``keep`` (flat indices into the input of layer i) encodes only their cone of influence
+    (``cone``): every other entry is the constant clean activation.  Raises ``DeadlineExceeded``
+    once ``deadline`` (a ``time.perf_counter()`` instant) has passed."""
+    if keep is not None and upto is None:
+        raise ValueError("keep= needs upto=")
+    return _Encoder(net, x0, threat, bounds, domain, upto, keep, deadline).run(upto)
