@@ -5,6 +5,8 @@ maximise).  With ``early_stop=(lo, hi)`` the solver stops as soon as the sign qu
 settled: a solution with objective <= lo is found, or the dual bound reaches >= hi; without it
 the model is solved to optimality (relative and absolute gap 0, up to the solver's own
 tolerances).  Every adapter is run single-model, deterministic (fixed seeds), silent.
+Before any backend sees a model, its negligible terms and quasi-constant variables are taken out of the rows, soundly
+(``encodings.milp.relax_negligible``: the solvers' presolve mishandles them).
 ``time_limit`` covers building the solver's model too: an adapter that runs out of time while
 building returns status ``timeout`` without solving.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import InputError
+from ..milp import relax_negligible
 
 SOLVERS = ("scip", "highs", "gurobi")
 STATUSES = ("optimal", "infeasible", "bound_reached", "feasible", "timeout", "error")
@@ -43,8 +46,9 @@ def solve(model, objective, solver: str = "scip", *, time_limit: float | None = 
     """Minimise ``objective`` over ``model`` with ``solver`` (see the module docstring)."""
     if solver not in SOLVERS:
         raise InputError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")
+    relaxed = relax_negligible(model)
     return importlib.import_module(f".{solver}", __name__).solve(
-        model, objective, time_limit=time_limit, threads=threads, early_stop=early_stop)
+        relaxed.model, relaxed.objective(objective), time_limit=time_limit, threads=threads, early_stop=early_stop)
 
 
 def finite_or_inf(v: float, big: float = 1e20) -> float:
