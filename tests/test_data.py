@@ -3,6 +3,7 @@ import pytest
 
 from stverify.data import DATASETS, ensure_dataset, load_npz, load_sample, moving_video, organ_volumes
 from stverify.data.medmnist import KEYS
+from stverify.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +91,13 @@ def _write(path, **arrays):
 
 
 def test_errors(tmp_path, video):
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(InputError, match="not found"):
         load_npz(tmp_path / "nope.npz")
     with pytest.raises(ValueError, match=r"split must be one of \['train', 'val', 'test'\], got 'dev'"):
         load_npz(video, "dev")
-    with pytest.raises(IndexError, match=r"index 12 out of range .* 12 samples \(valid: 0..11\)"):
+    with pytest.raises(InputError, match=r"index 12 out of range .* 12 samples \(valid: 0..11\)"):
         load_sample(video, "test", 12)
-    with pytest.raises(IndexError, match="index -1 out of range"):
+    with pytest.raises(InputError, match="index -1 out of range"):
         load_sample(video, "test", -1)
 
     imgs, labels = np.zeros((2, 4, 5, 5), np.uint8), np.zeros((2, 1), np.uint8)
@@ -119,7 +120,7 @@ def test_errors(tmp_path, video):
     with pytest.raises(ValueError, match="single .npy array"):
         load_npz(tmp_path / "single.npy")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match="not an .npz archive"):
         load_npz(tmp_path / "junk.npz")
 
 

@@ -1,7 +1,8 @@
 """Replay of counterexamples: nothing is reported `falsified` unless this check passes.
 
 A candidate x1 for instance (x0, y, S) is accepted when
-  1. after snapping (clip to the per-voxel intervals, voxels moved by <= MEMBERSHIP_TOL reset to x0)
+  1. after snapping (clip to the per-voxel intervals, voxels moved by <= MEMBERSHIP_TOL reset to x0;
+     for an explicit union of boxes, clip into the nearest member box)
      it lies in S(x0) (checked with ``Threat.contains`` at tolerance 1e-12), and
   2. some class j != y beats y by more than REPLAY_MARGIN both in the float64 reference
      (``Network.forward``, numpy) and in the float32 torch model.
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from . import tolerances
-from .threats import DEFAULT_DOMAIN, Threat
+from .threats import DEFAULT_DOMAIN, Boxes, Threat
 
 
 @dataclass
@@ -32,9 +33,21 @@ def _margin(logits: np.ndarray, y: int) -> float:
 
 
 def snap(x0: np.ndarray, x1: np.ndarray, threat: Threat, domain=DEFAULT_DOMAIN) -> np.ndarray:
+    if isinstance(threat, Boxes):  # an explicit union of boxes: into the nearest member
+        return threat.project(x1)
     lo, hi = threat.interval(x0, domain)
     x = np.clip(np.asarray(x1, dtype=np.float64), lo, hi)
     return np.where(np.abs(x - x0) <= tolerances.MEMBERSHIP_TOL, x0, x)
+
+
+def margin_at(net, x0: np.ndarray, y: int, threat: Threat, x1: np.ndarray, domain=DEFAULT_DOMAIN) -> float | None:
+    """The float64 margin min_j (logit_y - logit_j) at the snapped x1, an upper bound of the minimum
+    margin over S(x0); None if the snapped point is not in S(x0)."""
+    x0 = np.asarray(x0, dtype=np.float64)
+    if np.shape(x1) != x0.shape:
+        return None
+    p = snap(x0, x1, threat, domain)
+    return _margin(net.forward(p), y) if threat.contains(x0, p, tol=1e-12, domain=domain) else None
 
 
 def replay(net, x0: np.ndarray, y: int, threat: Threat, x1: np.ndarray, domain=DEFAULT_DOMAIN) -> Replay:

@@ -1,4 +1,10 @@
-"""The result of one verification, in the schema of ARCHITECTURE.md."""
+"""The result of one verification, in the schema of ARCHITECTURE.md.
+
+``margin_lb`` and ``margin_ub`` bound the same number, the minimum over the threat set of
+min_{j != y} (logit_y - logit_j): ``margin_lb`` is a sound lower bound, ``margin_ub`` the margin at
+a point of the set (the best counterexample found, or the solver's best point).  A bound that says
+nothing (-inf below, +inf above) is stored as None; a NaN margin is refused (it would be a bug).
+"""
 from __future__ import annotations
 
 import json
@@ -26,6 +32,13 @@ class VerifyResult:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
         if self.status == "falsified" and self.counterexample is None:
             raise ValueError("a falsified result needs its counterexample")
+        for name, useless in (("margin_lb", -math.inf), ("margin_ub", math.inf)):
+            v = getattr(self, name)
+            if v is not None:
+                v = float(v)
+                if math.isnan(v):
+                    raise ValueError(f"{name} is NaN")
+                setattr(self, name, None if v == useless else v)
 
     def to_dict(self) -> dict:
         def clean(v):

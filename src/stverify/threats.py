@@ -19,6 +19,9 @@ every ``I_v``), so "at most ``choose``" and "exactly ``choose``" define the same
 
 For ``anypatch`` the window start ``t`` takes every frame where the window fits; the patch
 corner ``(y, x)`` takes every multiple of ``stride`` where the patch fits.
+
+``Boxes`` is the one set not described by regions around x0: an explicit union of boxes (as a
+VNN-LIB file states it), built from arrays with ``Boxes.of``, not from the grammar.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from .errors import InputError
 
 GRAMMAR = "KIND:key=value,... with KIND one of linf, frames, anyframes, patch, anypatch"
 DEFAULT_DOMAIN = (0.0, 1.0)
+MAX_INDEX = 1 << 20  # no frame index or size in a threat string may exceed this (no input is that large)
 
 
 class ThreatError(InputError):
@@ -350,6 +354,109 @@ class AnyPatch(Threat):
         return f"anypatch:eps={format_eps(self.eps)},len={self.len},h={self.h},w={self.w}{s}{a}"
 
 
+@dataclass(frozen=True, eq=False)
+class Boxes(Threat):
+    """An explicit union of K boxes ``lo[k] <= x <= hi[k]`` (e.g. read from a VNN-LIB file), not tied
+    to an eps or to the data domain (``domain`` arguments are ignored: the boxes are the set).
+
+    The set has no centre of its own, so it fixes its own reference point ``reference`` (the centre
+    of the first box, a point of the set) and ``free``: the (T, H, W) voxels that some member leaves
+    free or pins to a value other than another member's.  Every other entry has one value in every
+    member; an x0 used with this set must equal it there (``interval`` checks), so the assumption of
+    every method that voxels outside ``perturbable`` are constants at x0 holds.  ``eps`` is the
+    L-infinity radius of the set around ``reference``.  Branch-and-bound children (``subset``) keep
+    their parent's ``free`` mask, so they share its constants even when they exclude ``reference``.
+    Build with ``Boxes.of(lo, hi)``.
+    """
+
+    lo: np.ndarray = None  # K x C x T x H x W
+    hi: np.ndarray = None
+    free: np.ndarray = None  # T x H x W bool
+    kind = "boxes"
+    __eq__ = object.__eq__  # identity: the inherited field-wise comparison would see only eps
+    __hash__ = object.__hash__
+
+    @classmethod
+    def of(cls, lo, hi) -> "Boxes":
+        lo, hi = (np.array(b, dtype=np.float64) for b in (lo, hi))
+        if lo.ndim != 5 or lo.shape != hi.shape or len(lo) == 0:
+            raise ThreatError(f"boxes: expected lower and upper bounds of shape K x C x T x H x W (K >= 1), got {lo.shape} and {hi.shape}")
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ThreatError("boxes: every bound must be finite")
+        if np.any(lo > hi):
+            k = int(np.argmax(np.any(lo > hi, axis=(1, 2, 3, 4))))
+            raise ThreatError(f"boxes: member {k} is empty (some lower bound exceeds its upper bound)")
+        pinned = np.all((lo == hi) & (lo == lo[:1]), axis=(0, 1))
+        ref = (lo[0] + hi[0]) / 2
+        eps = float(max(np.max(ref - lo), np.max(hi - ref)))
+        for a in (lo, hi, pinned):
+            a.setflags(write=False)
+        return cls(eps, lo, hi, ~pinned)
+
+    @property
+    def reference(self) -> np.ndarray:
+        """A point of the set: the centre of the first box."""
+        return (self.lo[0] + self.hi[0]) / 2
+
+    def subset(self, members) -> "Boxes":
+        """The union of the members with indices ``members`` (same ``free`` mask)."""
+        return Boxes(self.eps, self.lo[members], self.hi[members], self.free)
+
+    def validate(self, shape) -> None:
+        if tuple(shape) != self.lo.shape[1:]:
+            raise ThreatError(f"boxes: the boxes have shape {self.lo.shape[1:]}, the input {tuple(shape)}")
+
+    def with_eps(self, eps: float) -> "Threat":
+        raise ThreatError("boxes: an explicit union of boxes has no eps to change")
+
+    def n_members(self, shape) -> int:
+        return len(self.lo)
+
+    def regions(self, shape):
+        raise ThreatError("boxes: the members are explicit boxes, not regions of the grid")
+
+    def interval(self, x0, domain=DEFAULT_DOMAIN):
+        """The hull of the members (x0 must equal the set on the entries every member pins)."""
+        x0 = np.asarray(x0, dtype=np.float64)
+        self.validate(x0.shape)
+        lo, hi = self.lo.min(0), self.hi.max(0)
+        fixed = ~np.broadcast_to(self.free[None], x0.shape)
+        if np.any(x0[fixed] != lo[fixed]):
+            raise ThreatError("boxes: x0 differs from the value every member gives some input entry")
+        return lo, hi
+
+    def perturbable(self, shape) -> np.ndarray:
+        self.validate(shape)
+        return self.free
+
+    def member_boxes(self, x0, domain=DEFAULT_DOMAIN):
+        yield from zip(self.lo, self.hi)
+
+    def contains(self, x0, x1, tol: float = 1e-9, domain=DEFAULT_DOMAIN) -> bool:
+        x1 = np.asarray(x1, dtype=np.float64)
+        if x1.shape != self.lo.shape[1:]:
+            return False
+        inside = (x1 >= self.lo - tol) & (x1 <= self.hi + tol)
+        return bool(np.any(np.all(inside.reshape(len(inside), -1), axis=1)))
+
+    def project(self, x1: np.ndarray) -> np.ndarray:
+        """x1 clipped into the member box it is nearest to (in L-infinity): a point of the set."""
+        clipped = np.clip(np.asarray(x1, dtype=np.float64)[None], self.lo, self.hi)
+        dist = np.abs(clipped - x1).reshape(len(clipped), -1).max(1)
+        return clipped[int(np.argmin(dist))]
+
+    def sample(self, x0, n, rng=None, domain=DEFAULT_DOMAIN) -> np.ndarray:
+        rng = rng or np.random.default_rng()
+        k = rng.integers(len(self.lo), size=n)
+        return rng.uniform(self.lo[k], self.hi[k])
+
+    def describe(self):
+        return f"{len(self.lo)} explicit box(es) over {int(self.free.sum())} free voxel(s)"
+
+    def spec(self):
+        return f"boxes:members={len(self.lo)}"
+
+
 def _frames_text(frames) -> str:
     return "+".join(str(f) for f in frames)
 
@@ -380,6 +487,8 @@ def parse_eps(text: str) -> float:
         v = float(Fraction(t))
     except (ValueError, ZeroDivisionError):
         raise ThreatError(f"eps expects a decimal, a fraction like 2/255, or 'full'; found {text!r}") from None
+    except OverflowError:
+        raise ThreatError(f"eps {text!r} is too large for a float; use 'full' for any value of the data domain") from None
     if v < 0:
         raise ThreatError(f"eps must be >= 0, found {text!r}")
     return v
@@ -387,9 +496,12 @@ def parse_eps(text: str) -> float:
 
 def _parse_int(key: str, text: str, kind: str) -> int:
     try:
-        return int(text)
+        v = int(text)
     except ValueError:
         raise ThreatError(f"{kind}: {key} expects an integer, found {text!r}") from None
+    if abs(v) > MAX_INDEX:
+        raise ThreatError(f"{kind}: {key}={v} is beyond any input (at most {MAX_INDEX})")
+    return v
 
 
 def _parse_frames(text: str, kind: str) -> tuple[int, ...]:

@@ -48,6 +48,12 @@ MILP_RETRY_DELTA = 1e-4
 MILP_RETRIES = 4
 
 
+# MILP terms that vary by less than this over their variable's domain, and continuous variables with
+# a domain narrower than this (the solvers' feasibility tolerance), are taken out of the rows before
+# a solve, soundly (``encodings.milp.relax_negligible``): the solvers' presolve mishandled them.
+NEGLIGIBLE = 1e-6
+
+
 def solver_margin(scale: float) -> float:
     """The slack a solver's bound must clear (see MILP_VERIFY_MARGIN above)."""
     return MILP_VERIFY_MARGIN + MILP_VERIFY_MARGIN_REL * scale

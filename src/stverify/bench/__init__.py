@@ -2,7 +2,7 @@
 timeout, local workers or a dask.distributed cluster), a resumable JSONL store, tables and figures.
 
     stverify bench CONFIG --out DIR [--workers N] [--dask tcp://host:8786] [--resume] [--data X.npz]
-    stverify report DIR
+    stverify report DIR [--import NAME=results.csv ...] [--manifest PATH]
 """
 from .config import Config, Task, default_threat, expand, load_config
 from .report import write_report

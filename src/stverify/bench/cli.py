@@ -20,10 +20,14 @@ def cmd_bench(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .imported import parse_import
     from .report import write_report
 
     console = Console(stderr=True, soft_wrap=True)
-    found = write_report(args.dir)
+    found = write_report(args.dir, [parse_import(i) for i in args.imports], args.manifest)
+    for src in found["imports"]:
+        console.print(f"imported {src['name']}: {src['rows']} rows of {src['results']}, {src['instances']} instances "
+                      f"(manifest {src['manifest']}; {src['unmatched']} rows match no exported file)", highlight=False)
     console.print(f"{found['records']} results, {found['instances']} instances -> {args.dir}/report.md, summary.csv, "
                   f"methods.csv, figures/ ({', '.join(p.name for p in found['figures'])})")
     bad = found["violations"]
@@ -50,6 +54,12 @@ def register(sub) -> None:
     b.set_defaults(func=cmd_bench)
     r = sub.add_parser("report", help="tables and figures of a benchmark run",
                        description="Write DIR/report.md, summary.csv, methods.csv, violations.csv and DIR/figures/*.png; "
-                                   "exit status 1 if there are soundness violations.")
+                                   "exit status 1 if there are soundness violations (a contradiction across methods and "
+                                   "imported tools, a counterexample or witness that does not replay).")
     r.add_argument("dir", help="the --out directory of a bench run")
+    r.add_argument("--import", dest="imports", action="append", default=[], metavar="NAME=results.csv",
+                   help="another tool's VNN-COMP results CSV on files of `stverify export` (repeatable): its verdicts "
+                        "join every table, the cactus plot and the soundness check under NAME")
+    r.add_argument("--manifest", help="the export's manifest.json that maps the CSVs' VNN-LIB files to instances "
+                                      "(default: the manifest.json beside each results CSV)")
     r.set_defaults(func=cmd_report)

@@ -31,6 +31,8 @@ name = "milp-stbp"          # the label in results, tables and figures
 method = "milp"             # a verify() method
 options = { solver = "scip", bounds = "stbp" }
 ```
+Every field is checked when the file is read (types, ranges such as ``threads >= 1``, ``n >= 1``,
+``timeout > 0``; options a method does not take); a bad one is an ``InputError`` naming the field.
 """
 from __future__ import annotations
 
@@ -41,10 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import validation
 from ..data import DATASETS, ensure_dataset, load_npz, load_sample
+from ..data.medmnist import SPLITS
+from ..errors import InputError
 from ..network.load import load_network
 from ..threats import KINDS, parse_eps, parse_threat
-from ..verify import METHODS
+from ..verify import METHODS, refused_options
 from ..zoo import ARCHITECTURES, pretrained_network
 from .store import instance_key
 
@@ -82,7 +87,7 @@ class ModelSpec:
         if self.data is not None:
             return self.data
         if self.name not in ARCHITECTURES:
-            raise ValueError(f"model {self.name!r}: give data = (a dataset name or an .npz path) for a model file")
+            raise InputError(f"model {self.name!r}: give data = (a dataset name or an .npz path) for a model file")
         return ARCHITECTURES[self.name].dataset
 
 
@@ -161,35 +166,60 @@ class Task:
         return instance_key(self.record())
 
 
-KEYS = {"": {"timeout", "grace", "threads", "plugins", "models", "samples", "threats", "methods"},
+KEYS = {"": {"timeout", "grace", "threads", "plugins", "models", "samples", "threats", "methods",
+             "audit"},  # [audit]: read by stverify audit (audit/audit.py), ignored by bench
         "models": {"name", "file", "arch", "data"}, "samples": {"split", "n", "select", "seed"},
         "threats": {"kind", "spec", "eps"}, "methods": {"name", "method", "options"}}
+MAX_THREADS = 1024
 
 
 def _need(table: dict, key: str, where: str):
     if key not in table:
-        raise ValueError(f"{where}: missing {key!r}")
+        raise InputError(f"{where}: missing {key!r}")
     return table[key]
+
+
+def _text(table: dict, key: str, where: str, required: bool = False) -> str | None:
+    """A non-empty string field (None when absent and not required)."""
+    v = _need(table, key, where) if required else table.get(key)
+    if v is not None and not (isinstance(v, str) and v.strip()):
+        raise InputError(f"{where}: {key} must be a non-empty string, got {v!r}")
+    return v
+
+
+def _tables(raw: dict, key: str, path) -> list[dict]:
+    """An array of tables ([[key]]), checked to be one."""
+    v = raw.get(key, [])
+    if not (isinstance(v, list) and all(isinstance(t, dict) for t in v)):
+        raise InputError(f"{path}: {key} must be an array of tables ([[{key}]]), got {type(v).__name__}")
+    return v
 
 
 def _check_keys(raw: dict, path) -> None:
     """Refuse misspelt keys rather than silently using defaults."""
+    if not isinstance(raw.get("samples", {}), dict):
+        raise InputError(f"{path}: samples must be a table ([samples])")
     tables = [("", raw), ("samples", raw.get("samples", {}))]
-    tables += [(k, t) for k in ("models", "threats", "methods") for t in raw.get(k, [])]
+    tables += [(k, t) for k in ("models", "threats", "methods") for t in _tables(raw, k, path)]
     for section, table in tables:
         if unknown := table.keys() - KEYS[section]:
-            raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} in {section or 'the top level'}; "
+            raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} in {section or 'the top level'}; "
                              f"known: {', '.join(sorted(KEYS[section]))}")
 
 
 def load_config(path, data: str | None = None) -> Config:
-    """Parse a benchmark config; ``data`` (an .npz) replaces the data of every model whose input shape matches."""
+    """Parse a benchmark config, every field checked (type, range); ``data`` (an .npz) replaces the
+    data of every model whose input shape matches.  InputError naming the file and field otherwise."""
     path = Path(path)
-    text = path.read_text()
+    if not path.is_file():
+        raise InputError(f"config file {str(path)!r} {'is a directory' if path.is_dir() else 'not found'}")
     try:
+        text = path.read_text()
         raw = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text (TOML) file") from None
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise InputError(f"{path}: {e}") from None
     _check_keys(raw, path)
     base = path.resolve().parent
 
@@ -198,34 +228,59 @@ def load_config(path, data: str | None = None) -> Config:
 
     models = []
     for i, m in enumerate(raw.get("models", [])):
-        d = m.get("data")
-        models.append(ModelSpec(_need(m, "name", f"{path}: models[{i}]"), rel(m.get("file")), m.get("arch"),
+        where = f"{path}: models[{i}]"
+        d = _text(m, "data", where)
+        models.append(ModelSpec(_text(m, "name", where, True), rel(_text(m, "file", where)), _text(m, "arch", where),
                                 d if d is None or d in DATASETS else rel(d)))
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise InputError(f"{path}: model names must be unique, got {names}")
     threats = []
     for i, t in enumerate(raw.get("threats", [])):
         where = f"{path}: threats[{i}]"
-        template = t.get("spec", "")
-        kind = template.partition(":")[0].strip().lower() if template else _need(t, "kind", where)
+        template = _text(t, "spec", where) or ""
+        kind = template.partition(":")[0].strip().lower() if template else _text(t, "kind", where, True)
         if kind not in KINDS or (template and "{eps}" not in template):
-            raise ValueError(f"{where}: give kind (one of {', '.join(KINDS)}) or spec (a threat with an {{eps}} placeholder)")
-        eps = tuple(str(e) for e in _need(t, "eps", where))
+            raise InputError(f"{where}: give kind (one of {', '.join(KINDS)}) or spec (a threat with an {{eps}} placeholder)")
+        eps = _need(t, "eps", where)
+        if not (isinstance(eps, list) and eps and all(isinstance(e, (str, int, float)) and not isinstance(e, bool) for e in eps)):
+            raise InputError(f"{where}: eps must be a non-empty list of values such as [\"2/255\", 0.01], got {eps!r}")
+        eps = tuple(str(e) for e in eps)
         for e in eps:
-            parse_eps(e)
+            try:
+                parse_eps(e)
+            except InputError as err:
+                raise InputError(f"{where}: {err}") from None
         threats.append(ThreatGrid(template, kind, eps))
-    methods = tuple(MethodSpec(_need(m, "name", f"{path}: methods[{i}]"), _need(m, "method", f"{path}: methods[{i}]"),
-                               dict(m.get("options", {}))) for i, m in enumerate(raw.get("methods", [])))
+    methods = []
+    for i, m in enumerate(raw.get("methods", [])):
+        where = f"{path}: methods[{i}]"
+        options = m.get("options", {})
+        if not isinstance(options, dict):
+            raise InputError(f"{where}: options must be a table such as {{ solver = \"scip\" }}, got {options!r}")
+        methods.append(MethodSpec(_text(m, "name", where, True), _text(m, "method", where, True), dict(options)))
     for what, items in (("models", models), ("threats", threats), ("methods", methods)):
         if not items:
-            raise ValueError(f"{path}: no [[{what}]] given")
+            raise InputError(f"{path}: no [[{what}]] given")
     labels = [m.label for m in methods]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"{path}: method names must be unique, got {labels}")
+        raise InputError(f"{path}: method names must be unique, got {labels}")
     samples = raw.get("samples", {})
-    cfg = Config(text, tuple(models), tuple(threats), methods, samples.get("split", "test"), int(samples.get("n", 10)),
-                 samples.get("select", "first-correct"), int(samples.get("seed", 0)), float(raw.get("timeout", 60.0)),
-                 float(raw.get("grace", 10.0)), int(raw.get("threads", 1)), tuple(raw.get("plugins", ())))
-    if cfg.select not in SELECTIONS:
-        raise ValueError(f"{path}: samples.select must be one of {', '.join(SELECTIONS)}, got {cfg.select!r}")
+    plugins = raw.get("plugins", [])
+    if not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
+        raise InputError(f"{path}: plugins must be a list of module names, got {plugins!r}")
+    split = samples.get("split", "test")
+    if split not in SPLITS:
+        raise InputError(f"{path}: samples.split must be one of {', '.join(SPLITS)}, got {split!r}")
+    select = samples.get("select", "first-correct")
+    if select not in SELECTIONS:
+        raise InputError(f"{path}: samples.select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    cfg = Config(text, tuple(models), tuple(threats), tuple(methods), split,
+                 validation.integer(samples.get("n", 10), f"{path}: samples.n", lo=1), select,
+                 validation.integer(samples.get("seed", 0), f"{path}: samples.seed", lo=0),
+                 validation.number(raw.get("timeout", 60.0), f"{path}: timeout", positive=True),
+                 validation.number(raw.get("grace", 10.0), f"{path}: grace", lo=0.0),
+                 validation.integer(raw.get("threads", 1), f"{path}: threads", lo=1, hi=MAX_THREADS), tuple(plugins))
     return cfg if data is None else _override_data(cfg, data)
 
 
@@ -233,7 +288,7 @@ def _override_data(cfg: Config, data: str) -> Config:
     shape = load_sample(data_path(data), cfg.split, 0)[0].shape
     models = tuple(ModelSpec(m.name, m.file, m.arch, data) if m.load().input_shape == shape else m for m in cfg.models)
     if models == cfg.models:
-        raise ValueError(f"--data {data}: inputs of shape {shape} match no model of the config "
+        raise InputError(f"--data {data}: inputs of shape {shape} match no model of the config "
                          f"({', '.join(f'{m.name} {m.load().input_shape}' for m in cfg.models)})")
     return Config(**{**cfg.__dict__, "models": models, "text": cfg.text + f"\n# command line: --data {data}\n"})
 
@@ -255,18 +310,24 @@ def expand(cfg: Config) -> tuple[list[Task], dict]:
     """The instances of a config, and the networks by model name (after importing the plugins, so that
     unknown methods fail here rather than in every instance)."""
     for module in cfg.plugins:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise InputError(f"plugins: cannot import {module!r} ({e})") from None
     if unknown := {m.method for m in cfg.methods} - METHODS.keys():
-        raise ValueError(f"unknown method(s) {', '.join(sorted(unknown))}; available: {', '.join(METHODS)}")
+        raise InputError(f"unknown method(s) {', '.join(sorted(unknown))}; available: {', '.join(METHODS)}")
+    for m in cfg.methods:
+        if extra := refused_options(m.method, m.options):
+            raise InputError(f"method {m.label!r}: option(s) {', '.join(extra)} do not apply to {m.method!r}")
     tasks, nets = [], {}
     for m in cfg.models:
         net = nets[m.name] = m.load()
         data = m.dataset()
         X, Y = load_npz(data_path(data), cfg.split)
         if X.shape[1:] != net.input_shape:
-            raise ValueError(f"model {m.name}: input shape {net.input_shape}, but {data} holds inputs of shape {X.shape[1:]}")
-        if Y.max() >= net.n_classes:
-            raise ValueError(f"model {m.name} has {net.n_classes} classes, but {data} has labels up to {Y.max()}: "
+            raise InputError(f"model {m.name}: input shape {net.input_shape}, but {data} holds inputs of shape {X.shape[1:]}")
+        if len(Y) and Y.max() >= net.n_classes:
+            raise InputError(f"model {m.name} has {net.n_classes} classes, but {data} has labels up to {Y.max()}: "
                              "use a model trained on this data")
         picks = select(net, X, Y, cfg.n, cfg.select, cfg.seed)
         for grid in cfg.threats:

@@ -14,22 +14,25 @@ from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..threats import KINDS, parse_eps  # noqa: E402
+from .imported import is_imported  # noqa: E402
 from .report import is_complete  # noqa: E402
 
 DECIDED = ("verified", "falsified")
 
 
 def cactus(records: list[dict], path: Path) -> None:
-    """Instances decided (verified or falsified) within a time limit, per method."""
+    """Instances decided (verified or falsified) within a time limit, per method (imported tools dotted)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     times = [r["time_s"] for r in records]
     for m in dict.fromkeys(r["method"] for r in records):
         rs = [r for r in records if r["method"] == m]
         t = np.sort([r["time_s"] for r in rs if r["status"] in DECIDED])
         ax.step(np.concatenate([[min(times)], t, [max(times)]]), np.concatenate([[0], np.arange(1, len(t) + 1), [len(t)]]),
-                where="post", lw=1.8, ls="-" if is_complete(rs[0]) else "--", label=f"{m} ({len(t)}/{len(rs)})")
-    ax.set(xscale="log", xlabel="time limit per instance (s)", ylabel="instances decided",
-           title="Instances decided within a time limit (dashed: incomplete)")
+                where="post", lw=1.8, ls="-" if is_complete(rs[0]) else ":" if is_imported(rs[0]) else "--",
+                label=f"{m} ({len(t)}/{len(rs)})" + (" imported" if is_imported(rs[0]) else ""))
+    imported = ", dotted: imported" if any(is_imported(r) for r in records) else ""
+    ax.set(xscale="log", xlabel="time limit per instance (s)", ylabel="instances decided")
+    ax.set_title(f"Instances decided within a time limit (dashed: incomplete{imported})", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -2,10 +2,12 @@
 fraction of every method, the exact robust accuracy, the completeness gap and the soundness check.
 
 An *instance* here is one input under one threat (model, split, index, threat); each method gives
-one result for it.  Soundness violation: an instance with a ``falsified`` result whose
-counterexample is missing or does not replay (``replay.replay``), or with both a
-``verified`` and a ``falsified`` result.  Completeness gap: instances that every STBP variant
-left undecided and a complete method decided.
+one result for it.  Other tools' VNN-COMP results join as further methods (``imported``;
+``stverify report DIR --import NAME=results.csv``).  Soundness violation: an instance with a
+``falsified`` result (an imported ``sat``) whose counterexample (witness) is missing, lies outside
+the threat set or does not replay (``replay.replay``), or with both a ``verified`` and a
+``falsified`` result.  Completeness gap: instances that every STBP variant left undecided and a
+complete method decided.
 """
 from __future__ import annotations
 
@@ -17,12 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..replay import replay
 from ..data import load_sample
+from ..errors import InputError
+from ..interchange.vnncomp import read_result
+from ..replay import replay
 from ..result import STATUSES
 from ..threats import KINDS, parse_eps, parse_threat
+from ..tolerances import MEMBERSHIP_TOL
 from ..verify import COMPLETE as VERIFY_COMPLETE
 from .config import ModelSpec, data_path, load_config
+from .imported import import_results, is_imported
 from .store import instance_key, read_results
 
 COMPLETE = VERIFY_COMPLETE | {"all"}  # verify() methods that decide every instance, given time ("all": their cross-check)
@@ -69,23 +75,41 @@ def instances(records: list[dict]) -> list[Instance]:
 
 
 class Replayer:
-    """Replays stored counterexamples on the float64 reference and the float32 model."""
+    """Replays counterexamples (stored ones, imported witnesses) on the float64 reference and the float32 model."""
 
     def __init__(self, out: Path):
         self.out, self.nets = Path(out), {}
 
-    def __call__(self, r: dict) -> str:
-        """'' when the counterexample of result r replays, else why not."""
+    def point(self, r: dict) -> tuple[np.ndarray | None, str]:
+        """The counterexample of result r (flat for a witness), or None and why there is none."""
+        if is_imported(r):
+            if not r.get("witness"):
+                return None, "no witness (the results CSV names no result file for this sat)"
+            try:
+                _, w = read_result(r["witness"])
+            except InputError as e:
+                return None, str(e)
+            return (None, f"{r['witness']} holds no witness") if w is None else (w.x, "")
         if not r.get("counterexample"):
-            return "no counterexample stored"
+            return None, "no counterexample stored"
         path = self.out / r["counterexample"]
-        if not path.exists():
-            return f"{path} is missing"
+        return (np.load(path), "") if path.exists() else (None, f"{path} is missing")
+
+    def __call__(self, r: dict) -> str:
+        """'' when the counterexample of result r lies in the threat set and replays, else why not."""
+        p, why = self.point(r)
+        if p is None:
+            return why
         spec = ModelSpec(r["model"], r.get("model_file"), r.get("arch"))
         if spec not in self.nets:
             self.nets[spec] = spec.load()
         x, _ = load_sample(data_path(r["data"]), r["split"], r["index"])
-        rep = replay(self.nets[spec], x, r["label"], parse_threat(r["threat"]), np.load(path))
+        if p.size != x.size:
+            return f"the counterexample has {p.size} values, the input {x.size}"
+        p, threat = p.reshape(x.shape), parse_threat(r["threat"])
+        if not threat.contains(x, p, tol=MEMBERSHIP_TOL):
+            return "the counterexample lies outside the threat set"
+        rep = replay(self.nets[spec], x, r["label"], threat, p)
         return "" if rep.ok else rep.reason
 
 
@@ -95,7 +119,8 @@ def violations(insts: list[Instance], replayer) -> list[dict]:
         fal, ver = inst.said("falsified"), inst.said("verified")
         why = [f"{m}: falsified, but {reason}" for m in fal if (reason := replayer(inst.results[m]))]
         if ver and fal:
-            why.append(f"{', '.join(ver)} say verified, {', '.join(fal)} say falsified")
+            proof = " (a counterexample replays: the verified claims are wrong)" if len(why) < len(fal) else ""
+            why.append(f"{', '.join(ver)} say verified, {', '.join(fal)} say falsified{proof}")
         if why:
             out.append(dict(zip(VIOLATION_FIELDS, (*inst.key, "; ".join(why)))))
     return out
@@ -154,9 +179,9 @@ def _md(rows: list[dict], cols: dict) -> str:
                      ["| " + " | ".join(str(cell(r, f)) for f in cols.values()) + " |" for r in rows])
 
 
-def markdown(records: list[dict], summary: list[dict], methods: list[dict], bad: list[dict]) -> str:
+def markdown(records: list[dict], summary: list[dict], methods: list[dict], bad: list[dict], sources=()) -> str:
     labels = list(dict.fromkeys(r["method"] for r in records))
-    star = {r["method"]: " *" if is_complete(r) else "" for r in records}
+    star = {r["method"]: " *" if is_complete(r) else " †" if is_imported(r) else "" for r in records}
     where = {"model": "model", "threat": lambda r: f"`{r['threat']}`", "n": "n"}
     exact = lambda r: f"{r['exact_robust_lo']:.2f}" + (f"-{r['exact_robust_hi']:.2f}" if r["undecided"] else "")  # noqa: E731
     head = _md(summary, {**where, **{m + star[m]: _num(m, ".2f") for m in labels}, "exact robust acc": exact,
@@ -174,14 +199,24 @@ def markdown(records: list[dict], summary: list[dict], methods: list[dict], bad:
     else:
         sound = ("## Soundness\n\n0 violations: no instance has both a verified and a falsified result, and every "
                  "counterexample replays on the float64 reference and the float32 model.")
-    starts, ends = [r["started"] for r in records], [r["finished"] for r in records]
-    span = (datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))).total_seconds()
+    ran = [r for r in records if not is_imported(r)]
+    when = ""
+    if ran:
+        starts, ends = [r["started"] for r in ran], [r["finished"] for r in ran]
+        span = (datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))).total_seconds()
+        when = (f"host(s) {', '.join(sorted({r['host'] for r in ran}))};\nfirst start {min(starts)}, last finish "
+                f"{max(ends)} ({span:.0f} s; it includes any pause before a --resume).")
+    imported = ""
+    if sources:
+        imported = ("\n## Imported results\n\n† another tool's VNN-COMP results, matched to the instances through the "
+                    "export manifest; counted as incomplete (its verified is a claim, checked against the others; its "
+                    "sat witnesses are replayed).\n\n" + _md(list(sources), {k: k for k in (
+                        "name", "results", "manifest", "rows", "matched", "unmatched", "instances")}) + "\n")
     return f"""# Benchmark report
 
 {len(records)} results on {len({tuple(r[k] for k in VIOLATION_FIELDS[:4]) for r in records})} instances (input x threat);
-methods {', '.join(m + star[m] for m in labels)} (* complete); host(s) {', '.join(sorted({r['host'] for r in records}))};
-first start {min(starts)}, last finish {max(ends)} ({span:.0f} s; it includes any pause before a --resume).
-
+methods {', '.join(m + star[m] for m in labels)} (* complete, † imported); {when}
+{imported}
 {sound}
 
 ## Overall
@@ -208,14 +243,33 @@ STBP gap: instances that every STBP variant left undecided and a complete method
 """
 
 
-def write_report(out) -> dict:
-    """Write DIR/report.md, summary.csv, methods.csv, violations.csv and DIR/figures/; return what was found."""
+def with_imports(records: list[dict], imports, manifest=None) -> tuple[list[dict], list[dict]]:
+    """``records`` and the records of other tools' results (``imports``: (name, results CSV) pairs), with
+    the eps text of the run's records on the same instance; and what each import found."""
+    eps = {tuple(r[k] for k in VIOLATION_FIELDS[:4]): r["eps"] for r in records}
+    taken, sources = {r["method"] for r in records}, []
+    for name, path in imports:
+        if name in taken:
+            raise InputError(f"--import {name}={path}: the name {name!r} is already a method of this report; choose another")
+        taken.add(name)
+        recs, found = import_results(name, path, manifest)
+        records = records + [{**r, "eps": eps.get(tuple(r[k] for k in VIOLATION_FIELDS[:4]), r["eps"])} for r in recs]
+        sources.append(found)
+    return records, sources
+
+
+def write_report(out, imports=(), manifest=None) -> dict:
+    """Write DIR/report.md, summary.csv, methods.csv, violations.csv and DIR/figures/; return what was found.
+
+    ``imports``: (name, results CSV) pairs of other tools' VNN-COMP results (``imported``), matched through
+    ``manifest`` (default: the manifest.json beside each CSV)."""
     from .plots import write_figures
 
     out = Path(out)
-    records = latest(read_results(out / "results.jsonl"))
+    records, sources = with_imports(latest(read_results(out / "results.jsonl")), imports, manifest)
     if not records:
-        raise ValueError(f"no results in {out / 'results.jsonl'}")
+        raise InputError(f"no results in {out / 'results.jsonl'}" + (" and none imported" if imports else ""))
+    out.mkdir(parents=True, exist_ok=True)
     if (out / "config.toml").exists():  # tables and figures list the methods in the config's order
         rank = {m.label: i for i, m in enumerate(load_config(out / "config.toml").methods)}
         records.sort(key=lambda r: rank.get(r["method"], len(rank)))
@@ -226,6 +280,7 @@ def write_report(out) -> dict:
     _write_csv(out / "methods.csv", methods)
     _write_csv(out / "violations.csv", bad, VIOLATION_FIELDS)
     figures = write_figures(records, summary, out / "figures")
-    (out / "report.md").write_text(markdown(records, summary, methods, bad) + "\n## Figures\n\n" +
+    (out / "report.md").write_text(markdown(records, summary, methods, bad, sources) + "\n## Figures\n\n" +
                                    "\n".join(f"![{p.stem}](figures/{p.name})" for p in figures) + "\n")
-    return {"records": len(records), "instances": len(insts), "violations": bad, "summary": summary, "figures": figures}
+    return {"records": len(records), "instances": len(insts), "violations": bad, "summary": summary, "figures": figures,
+            "imports": sources}

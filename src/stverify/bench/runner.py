@@ -4,13 +4,20 @@ pool of N at a time or on a dask.distributed cluster; the driver appends every r
 Instance processes are forked from a forkserver that has imported stverify once (``spawn`` where
 fork is unavailable), so a fresh process per instance costs milliseconds, not the seconds of
 importing torch.
+
+One run at a time per output directory: the driver holds an exclusive ``flock`` on OUT/.lock for
+the whole run, so a second runner on the same directory is refused (the lock dies with its
+process, so a lock file left by a killed run blocks nothing).  Everything that can be checked is
+checked before anything is written: the config, the models, the data, and the directory's state.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import functools
 import importlib
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -25,11 +32,13 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..errors import InputError
 from ..result import STATUSES, VerifyResult
 from ..verify import verify
 from .config import Config, Task, expand
 from .store import Store
 
+LOCK = ".lock"
 STYLE = {"verified": "green", "falsified": "red", "unknown": "yellow", "timeout": "magenta", "error": "bold red"}
 _LIVE: set = set()  # instance processes running in this process (killed on Ctrl-C)
 _LIVE_LOCK = threading.Lock()
@@ -132,7 +141,7 @@ def _dask(address: str, nets: dict):
 
     with Client(address) as client:
         if any(client.run(_daemonic).values()):
-            raise ValueError(f"the dask workers at {address} are daemonic processes, which cannot start the per-instance "
+            raise InputError(f"the dask workers at {address} are daemonic processes, which cannot start the per-instance "
                              "process; start them with `dask worker ADDRESS --no-nanny` or with the environment "
                              "variable DASK_DISTRIBUTED__WORKER__DAEMON=False")
         scattered = {name: client.scatter(net, broadcast=True) for name, net in nets.items()}
@@ -143,17 +152,49 @@ def _counts_text(counts: dict, short: bool = False) -> str:
     return "  ".join(f"[{STYLE[s]}]{s[:4] if short else s} {counts[s]}[/]" for s in STATUSES)
 
 
+@contextmanager
+def locked(out: Path):
+    """Hold the exclusive lock of the output directory (module docstring) for the block."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file, not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise InputError(f"{out} is in use by another stverify bench run ({holder}); wait for it to finish "
+                             "or choose another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {_now()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # releases the lock
+
+
 def run_bench(cfg: Config, out, workers: int = 1, dask: str | None = None, resume: bool = False,
               console: Console | None = None) -> dict:
     """Run every instance of ``cfg`` not yet in ``out``; return the counts by status of all results."""
     console = console or Console(stderr=True, soft_wrap=True)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"--workers must be an integer >= 1, got {workers!r}")
+    tasks, nets = expand(cfg)
+    out = Path(out)
+    with locked(out):
+        return _run(cfg, tasks, nets, out, workers, dask, resume, console)
+
+
+def _run(cfg, tasks, nets, out: Path, workers, dask, resume, console) -> dict:
     store = Store(out, resume)
-    copy = Path(out) / "config.toml"
+    copy = out / "config.toml"
     if copy.exists() and copy.read_text() != cfg.text:
         console.print(f"[yellow]note: the config differs from {copy}, the one this run started with; "
                       "finished instances are still skipped[/]")
     copy.write_text(cfg.text)
-    tasks, nets = expand(cfg)
     todo = [t for t in tasks if t.key not in store.keys]
     counts = dict.fromkeys(STATUSES, 0)
     for r in store.records:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+
 KEY_FIELDS = ("model", "split", "index", "threat", "method")
 
 
@@ -29,7 +31,7 @@ class Store:
         self.path = self.dir / "results.jsonl"
         self.records = read_results(self.path)
         if self.records and not resume:
-            raise ValueError(f"{self.dir} already holds {len(self.records)} results; pass --resume to continue that run, "
+            raise InputError(f"{self.dir} already holds {len(self.records)} results; pass --resume to continue that run, "
                              "or choose another --out")
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):

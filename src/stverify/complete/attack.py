@@ -13,7 +13,8 @@ I_v (voxels outside the chosen regions stay at x0):
 The saliency of a region is the first-order decrease of the margin it allows, summed over its
 voxels and channels: g_v (x0_v - lo_v) where g_v = dm/dx_v > 0, else -g_v (hi_v - x0_v), averaged
 over x0 and random points of the bounding box (box sums over all placements by prefix sums).
-Member boxes are attacked in order of saliency.  A point is returned only after
+An explicit union of boxes (``Boxes``) is attacked box by box, ordered by the first-order margin
+decrease each box allows from x0 (``members_by_gain``).  Member boxes are attacked in order of saliency.  A point is returned only after
 ``replay.replay`` accepts it (inside the set, misclassified in float64 and float32).
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch import nn
 
 from ..stbp_hybrid.certify import torch_layers
 from ..stbp_hybrid.support import box_sum, prefix_sums
-from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Threat
 from ..replay import replay
 
 EXHAUSTIVE_FRAME_SETS = 16
@@ -74,6 +75,19 @@ def member_masks(threat: Threat, shape, gain: np.ndarray) -> list[np.ndarray]:
     return [threat.perturbable(shape)]
 
 
+def members_by_gain(model, x0: np.ndarray, y: int, threat: Boxes) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The member boxes of an explicit union to attack, by the first-order margin decrease each allows
+    from x0 (min over the box of <g, x - x0>, g the margin's gradient at x0), lowest first; all of
+    them when there are at most EXHAUSTIVE_PLACEMENTS, else the TOP_PLACEMENTS best."""
+    X = torch.tensor(x0[None], requires_grad=True)
+    (g,) = torch.autograd.grad(_margins(model(X), y, torch.full((1,), -1)).sum(), X)
+    g = g[0].numpy().ravel()
+    lo, hi = (b.reshape(len(b), -1) for b in (threat.lo, threat.hi))
+    gain = (lo + hi) / 2 @ g - x0.ravel() @ g - (hi - lo) / 2 @ np.abs(g)
+    order = np.argsort(gain, kind="stable")[: len(gain) if len(gain) <= EXHAUSTIVE_PLACEMENTS else TOP_PLACEMENTS]
+    return [(threat.lo[k], threat.hi[k]) for k in order]
+
+
 def attack(net, x0: np.ndarray, y: int, threat: Threat, steps: int = 20, restarts: int = 4,
            rng: np.random.Generator | None = None, time_limit: float | None = 1.0,
            domain=DEFAULT_DOMAIN) -> np.ndarray | None:
@@ -85,18 +99,22 @@ def attack(net, x0: np.ndarray, y: int, threat: Threat, steps: int = 20, restart
     rng = rng or np.random.default_rng(0)
     x0 = np.asarray(x0, dtype=np.float64)
     model = nn.Sequential(*torch_layers(net))
-    lo, hi = threat.interval(x0, domain)
-    masks = member_masks(threat, x0.shape, saliency(model, x0, y, *threat.bounding_box(x0, domain), rng))
+    if isinstance(threat, Boxes):
+        boxes = members_by_gain(model, x0, y, threat)
+    else:
+        lo, hi = threat.interval(x0, domain)
+        masks = member_masks(threat, x0.shape, saliency(model, x0, y, *threat.bounding_box(x0, domain), rng))
+        boxes = [(np.where(m[None], lo, x0), np.where(m[None], hi, x0)) for m in masks]
     targets = torch.tensor([-1] + [j for j in range(net.n_classes) if j != y])
     per_mask = restarts * len(targets)
     chunk = max(1, BATCH_ELEMENTS // (per_mask * x0.size))
-    for a in range(0, len(masks), chunk):
-        keep = ~np.stack(masks[a:a + chunk])[:, None]  # mask x 1 x T x H x W
-        L, U = (torch.as_tensor(np.where(keep, x0, b))[:, None, None].expand(-1, restarts, len(targets), *x0.shape)
-                .reshape(-1, *x0.shape) for b in (lo, hi))  # rows: (mask, restart, objective)
+    for a in range(0, len(boxes), chunk):
+        part = boxes[a:a + chunk]
+        L, U = (torch.as_tensor(np.stack([box[i] for box in part]))[:, None, None].expand(-1, restarts, len(targets), *x0.shape)
+                .reshape(-1, *x0.shape) for i in (0, 1))  # rows: (member box, restart, objective)
         X = L + (U - L) * torch.as_tensor(rng.uniform(size=L.shape))
-        X.view(len(keep), restarts, len(targets), -1)[:, 0] = torch.as_tensor(x0.ravel())  # restart 0: from x0
-        tgt = targets.repeat(len(keep) * restarts)
+        X.view(len(part), restarts, len(targets), -1)[:, 0] = torch.as_tensor(x0.ravel())  # restart 0: from x0
+        tgt = targets.repeat(len(part) * restarts)
         step = 5 * (U - L) / steps
         for s in range(steps + 1):
             X.requires_grad_(True)

@@ -10,7 +10,8 @@ bounded in the root's pass.  Nodes are expanded best-first, lowest bound first:
   * every margin bound > 0, or the sub-problem empty                       -> proven (pruned);
   * at most ``leaf_binaries`` binaries (unstable ReLUs + threat choices)   -> MILP on (S', s);
   * else split the threat (anyframes with C(T, k) <= 64: one ``Frames`` child per k-subset;
-    anypatch: halve the area along the axis with most window starts), or, for a single box, the
+    anypatch: halve the area along the axis with most window starts; an explicit union of boxes:
+    halve the list of members), or, for a single box, the
     unstable ReLU with the highest BaBSR-style score (Bunel et al., 2020): with A the CROWN
     coefficient of the open margins on the ReLU's output and [l, u] its input bounds, the upper
     relaxation costs the bound |min(A, 0)| u(-l)/(u - l), which the split removes (when every
@@ -36,16 +37,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..encodings.backends import SolverError
+from ..deadline import DeadlineExceeded, of as deadline_of
+from ..encodings.backends import SOLVERS, SolverError
 from ..encodings.milp import encode
 from ..result import VerifyResult
-from ..stbp_hybrid.certify import certify_batch, torch_layers
+from ..stbp_hybrid.certify import certify_batch, make_support, torch_layers
 from ..stbp_hybrid.propagate import backward, relu_relaxation, spec_matrix
-from ..stbp_hybrid.support import ThreatSupport
-from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Frames, Threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Frames, Threat
 from .attack import attack
 from .milp_verify import decide
-from ..replay import replay
+from ..errors import InputError
+from ..replay import margin_at, replay
 
 MAX_FRAME_CHILDREN = 64
 NODES_PER_PASS = 8  # open nodes branched together; their children are bounded in one batched pass
@@ -82,6 +84,8 @@ def threat_children(threat: Threat, shape) -> list[Threat]:
             area[axis] = (int(half[0]), int(half[-1]) + size[axis])
             out.append(replace(threat, area=tuple(v for pair in area for v in pair)))
         return out
+    if isinstance(threat, Boxes) and len(threat.lo) > 1:
+        return [threat.subset(half) for half in np.array_split(np.arange(len(threat.lo)), 2)]
     return []
 
 
@@ -92,6 +96,8 @@ def n_choice_binaries(threat: Threat, shape) -> int:
     if isinstance(threat, AnyPatch):
         n = len(threat.placements(shape))
         return n if n > 1 else 0
+    if isinstance(threat, Boxes):
+        return len(threat.lo) if len(threat.lo) > 1 else 0
     return 0
 
 
@@ -142,7 +148,8 @@ class _BaB:
         else:
             t = time.perf_counter()
             certs = certify_batch(self.net, self.x, self.y, [(c[0], c[1] or None) for c in todo] + [(a, None) for a in ahead],
-                                  "crown", "threat", self.domain, device=self.device)
+                                  "crown", "threat", self.domain, device=self.device,
+                                  deadline=self.deadline)
             self.stats["bound_s"] += time.perf_counter() - t
             self.stats["bound_passes"] += 1
         self.ahead.update(zip(ahead, certs[len(todo):]))
@@ -183,7 +190,7 @@ class _BaB:
 
     def primal(self, node: Node, A_in: torch.Tensor) -> np.ndarray | None:
         """The minimisers over the sub-threat of the margins' linear lower bounds, if one replays."""
-        sup = ThreatSupport(self.x, node.threat, self.domain)
+        sup = make_support(self.x, node.threat, "threat", self.domain)
         pts = torch.stack([sup.argmin(a) for a in A_in]).numpy()
         logits = self.net.forward(pts)
         m = logits[:, self.y] - np.max(np.delete(logits, self.y, axis=1), axis=1)
@@ -208,7 +215,7 @@ class _BaB:
         t = time.perf_counter()
         self.stats["milp_leaves"] += 1
         try:
-            enc = encode(self.net, self.x, node.threat, self.milp_bounds(node), self.domain)
+            enc = encode(self.net, self.x, node.threat, self.milp_bounds(node), self.domain, deadline=self.deadline)
             best = float(np.min(node.lb[node.lb > 0], initial=math.inf))
             for j in (int(j) for j in np.argsort(node.lb) if j != self.y and not node.lb[j] > 0):
                 o = decide(self.net, self.x, self.y, node.threat, enc, j, self.solver, self.deadline, domain=self.domain)
@@ -222,6 +229,8 @@ class _BaB:
                 best = min(best, max(o.bound, node.lb[j]))
             self.stats["milp_verified"] += 1
             return "verified", best
+        except DeadlineExceeded:
+            return "timeout", "time limit reached encoding a MILP leaf"
         finally:
             self.stats["milp_s"] += time.perf_counter() - t
 
@@ -307,8 +316,10 @@ def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_D
     """Complete verification by branch-and-bound (module docstring).  ``leaf_binaries``: nodes
     with at most this many binaries go to the MILP; ``attack_share``: the share of the time that
     node attacks may use; ``device``: the torch device of the node bounds."""
+    if solver not in SOLVERS:
+        raise InputError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")
     start = time.perf_counter()
-    deadline = start + (math.inf if timeout is None else timeout)
+    deadline = deadline_of(timeout, start)
     bab = _BaB(net, np.asarray(x, dtype=np.float64), int(y), threat, deadline, domain, solver, leaf_binaries, attack_share,
                device)
     try:
@@ -317,4 +328,5 @@ def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_D
         return VerifyResult("error", "bab", time.perf_counter() - start, None, None, bab.stats, str(e))
     margin = None if status == "falsified" else bab.proven_lb if status == "verified" else min(bab.proven_lb, bab.open_lb)
     bab.stats.update(solver=solver, leaf_binaries=leaf_binaries)
-    return VerifyResult(status, "bab", time.perf_counter() - start, margin, point, bab.stats, msg)
+    ub = None if point is None else margin_at(net, x, y, threat, point, domain)
+    return VerifyResult(status, "bab", time.perf_counter() - start, margin, point, bab.stats, msg, margin_ub=ub)

@@ -83,7 +83,8 @@ def _attack_row(net, x, y, threat, timeout, domain) -> VerifyResult:
     point = attack(net, x, y, threat, time_limit=min(ATTACK_BUDGET_S, timeout / 10), domain=domain)  # as verify()
     if point is None:
         return VerifyResult("unknown", "attack", time.perf_counter() - start, message="no counterexample found")
-    return VerifyResult("falsified", "attack", time.perf_counter() - start, None, point)
+    margin = replay(net, x, y, threat, point, domain).margin64
+    return VerifyResult("falsified", "attack", time.perf_counter() - start, None, point, margin_ub=margin)
 
 
 def _problems(net, x, y, threat, results, domain) -> list[dict]:
@@ -101,7 +102,7 @@ def _problems(net, x, y, threat, results, domain) -> list[dict]:
                 out.append({"kind": "verified vs counterexample", "methods": [name, src],
                             "detail": f"{name} says verified, the counterexample of {src} replays "
                                       f"(float64 margin {rep.margin64:.4g}, float32 {rep.margin32:.4g})"})
-            elif r.status != "falsified" and r.margin_lb is not None and \
+            elif r.margin_lb is not None and \
                     rep.margin64 < r.margin_lb - MARGIN_CHECK_TOL * (1 + abs(r.margin_lb)):
                 out.append({"kind": "margin bound violated", "methods": [name, src],
                             "detail": f"{name} claims margin >= {r.margin_lb:.6g}, the counterexample of {src} has "
@@ -118,19 +119,28 @@ def _verdict(results) -> str:
 
 
 def crosscheck(net, x, y, threat: Threat | str, timeout: float = 60.0, solvers=None, plain: bool = False,
-               domain=DEFAULT_DOMAIN, milp_bounds: str = "stbp") -> CrossCheck:
+               domain=DEFAULT_DOMAIN, milp_bounds: str = "stbp", budget: float | None = None) -> CrossCheck:
     """Run every method on one instance and compare (module docstring).  ``solvers``: the MILP
-    backends (default all); ``timeout``: seconds per method."""
+    backends (default all); ``timeout``: seconds per method; ``budget``: seconds for all of them
+    instead (each row gets an equal share of the time left)."""
     threat = parse_threat(threat) if isinstance(threat, str) else threat
     x, y = np.asarray(x, dtype=np.float64), int(y)
-    results: dict[str, VerifyResult] = {"attack": _attack_row(net, x, y, threat, timeout, domain)}
     runs = [("stbp", "stbp", {})]
     runs += [(f"milp-{s}", "milp", {"solver": s, "bounds": milp_bounds}) for s in (solvers or SOLVERS)]
     runs += [("smt", "smt", {})] + ([("smt-plain", "smt", {"lemmas": False})] if plain else [])
+    deadline = None if budget is None else time.perf_counter() + budget
+
+    def share(rows_left: int) -> float:
+        return timeout if deadline is None else max((deadline - time.perf_counter()) / rows_left, 1e-3)
+
+    results: dict[str, VerifyResult] = {"attack": _attack_row(net, x, y, threat, share(len(runs) + 1), domain)}
     skipped = {}
-    for name, method, opts in runs:
+    for k, (name, method, opts) in enumerate(runs):
+        if deadline is not None and time.perf_counter() >= deadline:
+            results[name] = VerifyResult("timeout", method, 0.0, message=f"not run: the budget ({budget:.3g} s) is spent")
+            continue
         try:
-            r = verify(net, x, y, threat, method, timeout=timeout, domain=domain, attack=False, **opts)
+            r = verify(net, x, y, threat, method, timeout=share(len(runs) - k), domain=domain, attack=False, **opts)
         except Exception as e:  # noqa: BLE001 - a method that cannot run is recorded, not fatal
             r = VerifyResult("error", method, 0.0, message=f"{type(e).__name__}: {e}")
         if r.status == "error" and opts.get("solver") in OPTIONAL_SOLVERS:
@@ -143,13 +153,25 @@ def crosscheck(net, x, y, threat: Threat | str, timeout: float = 60.0, solvers=N
     return CrossCheck(results, skipped, verdict, problems, reproduce, net)
 
 
-def verify_all(net, x, y, threat, timeout: float | None = None, domain=DEFAULT_DOMAIN, solvers=None, plain=False,
-                bounds="stbp", **_) -> VerifyResult:
-    """verify(..., method="all"): the cross-check's agreed verdict, ``error`` on a soundness failure;
-    ``bounds`` is the MILP big-M source."""
-    cc = crosscheck(net, x, y, threat, 60.0 if timeout is None else timeout, solvers, plain, domain, bounds)
+def verify_all(net, x, y, threat, timeout: float | None = None, domain=DEFAULT_DOMAIN, solver: str | None = None,
+               solvers=None, plain=False, bounds="stbp") -> VerifyResult:
+    """verify(..., method="all"): the cross-check's agreed verdict, ``error`` on a soundness failure.
+    ``timeout`` is for the whole cross-check (default 60 s); ``solver`` (one) or ``solvers`` pick the
+    MILP backends; ``bounds`` is the MILP big-M source.  ``stats["methods"]`` holds one entry per
+    row (status, time_s, margin_lb, margin_ub, message, stats; counterexamples left out: the
+    result's own is the first replayed one), ``stats["skipped"]`` the rows that could not run."""
+    if solver is not None:
+        solvers = (solver,)
+    cc = crosscheck(net, x, y, threat, solvers=solvers, plain=plain, domain=domain, milp_bounds=bounds,
+                    budget=60.0 if timeout is None else timeout)
     point = next((r.counterexample for r in cc.results.values() if r.status == "falsified"), None)
-    bounds = [r.margin_lb for r in cc.results.values() if r.margin_lb is not None and r.status not in ("falsified", "error")]
+    lbs = [r.margin_lb for r in cc.results.values() if r.margin_lb is not None and r.status != "error"]
+    ubs = [r.margin_ub for r in cc.results.values() if r.margin_ub is not None and r.status != "error"]
     message = "; ".join(p["detail"] for p in cc.problems) if cc.problems else ""
-    return VerifyResult(cc.verdict, "all", 0.0, max(bounds, default=None), point if cc.verdict == "falsified" else None,
-                        {"crosscheck": cc.to_dict(), "table": cc.table()}, message)
+    rows = {name: {k: v for k, v in r.to_dict().items() if k != "counterexample"} for name, r in cc.results.items()}
+    stats = {"verdict": cc.verdict, "soundness_failure": cc.soundness_failure, "problems": cc.problems,
+             "skipped": cc.skipped, "methods": rows}
+    sound = not cc.problems
+    return VerifyResult(cc.verdict, "all", 0.0, max(lbs, default=None) if sound else None,
+                        point if cc.verdict == "falsified" else None, stats, message,
+                        margin_ub=min(ubs, default=None) if sound else None)

@@ -7,7 +7,8 @@ For each such ReLU layer i in order, the LP relaxation (binaries in [0, 1]) of t
 u_n <= max z_n.  Cheapest first: neurons by smallest min(-l, u), the side nearer zero first, and a
 neuron is left as soon as one side proves it stable.  Each LP value, moved outward by
 ``tolerances.solver_margin``, replaces the bound only where it is tighter, so every bound stays
-sound; deeper layers are then encoded with the tightened big-M.  Whatever the time budget does
+sound (the LPs are those of the model without its negligible terms, ``milp.relax_negligible``, a
+relaxation); deeper layers are then encoded with the tightened big-M.  Whatever the time budget does
 not reach keeps its input bound.  HiGHS solves the LPs, warm-started from the previous basis.
 """
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 
 from .. import tolerances
 from ..encodings.backends.highs import build
-from ..encodings.milp import encode
+from ..deadline import DeadlineExceeded
+from ..encodings.milp import encode, relax_negligible
 from ..network.layers import MaxPool3d, ReLU
 from ..threats import DEFAULT_DOMAIN
 
@@ -35,13 +37,22 @@ def tighten(net, x0, threat, bounds, domain=DEFAULT_DOMAIN, deadline: float = ma
         if i <= first or not isinstance(layer, ReLU):
             continue
         lo, hi = (b.reshape(-1) for b in bounds[i])  # views: writes go to bounds[i]
-        enc = encode(net, x0, threat, bounds, domain, upto=i)
+        try:
+            enc = encode(net, x0, threat, bounds, domain, upto=i, deadline=deadline)
+        except DeadlineExceeded:
+            stats["finished"] = False
+            break
         v = enc.vars[i].reshape(-1)
+        relaxed = relax_negligible(enc.model)  # as every MILP solve (``backends.solve``); a neuron it fixes is within tolerance
         cand = np.flatnonzero((v >= 0) & (lo < 0) & (hi > 0))
+        cand = cand[~relaxed.fixed[v[cand]]]
         stats["unstable_before"] += len(cand)
         if not len(cand):
             continue
-        h = build(enc.model, relax=True, threads=threads)
+        if time.perf_counter() >= deadline:
+            stats["finished"] = False
+            break
+        h = build(relaxed.model, relax=True, threads=threads)
         for n in cand[np.argsort(np.minimum(-lo[cand], hi[cand]), kind="stable")]:
             for sign in ((1.0, -1.0) if -lo[n] <= hi[n] else (-1.0, 1.0)):  # +1: min z_n, -1: max z_n
                 left = deadline - time.perf_counter()

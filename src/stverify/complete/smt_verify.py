@@ -12,7 +12,8 @@ timeout, which is set a little earlier so that the child normally answers by its
               ``falsified`` if it replays, else ``unknown`` (a tie or near-tie that z3 could not
               improve on: see ``smt.solve``; ``timeout`` if time ran out improving it);
   * unknown, killed -> ``timeout`` (``unknown`` when z3 gives up for another reason).
-``margin_lb`` is the STBP bound (raised to 0 when verified), None for the plain encoding unless verified.
+``margin_lb`` is the STBP bound (raised to 0 when verified), None for the plain encoding unless verified;
+``margin_ub`` is the replayed margin of a counterexample.  ``timeout`` covers STBP and z3.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import time
 import numpy as np
 import z3
 
+from ..deadline import of as deadline_of, passed
 from ..encodings import smt
 from ..result import VerifyResult
 from ..stbp_hybrid.certify import certify
@@ -30,6 +32,10 @@ from ..replay import replay
 
 # z3's own timeout ends this much before the hard deadline: max(Z3_EARLY_S, Z3_EARLY_FRAC * time left)
 Z3_EARLY_S, Z3_EARLY_FRAC = 0.2, 0.05
+
+
+def _secs(timeout) -> str:
+    return "none" if timeout is None else f"{timeout:.3g} s"
 
 
 def _child(query, timeout, conn):
@@ -56,7 +62,7 @@ def run_query(query: smt.Query, timeout: float | None) -> dict:
     proc = ctx.Process(target=_child, args=(query, z3_timeout, send), daemon=True)
     proc.start()
     send.close()
-    msg = {"status": "killed", "reason": f"no answer after {timeout} s"}
+    msg = {"status": "killed", "reason": f"no answer after {_secs(timeout)}"}
     try:
         while recv.poll(None if deadline is None else max(deadline - time.perf_counter(), 0.0)):
             got = recv.recv()
@@ -76,12 +82,13 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
                device=None, **_) -> VerifyResult:
     """Exact verification with z3 (module docstring)."""
     start = time.perf_counter()
+    deadline = deadline_of(timeout, start)
     x = np.asarray(x, dtype=np.float64)
     others = [j for j in range(net.n_classes) if j != y]
     stats = {"solver": "z3", "z3_version": z3.get_version_string(), "lemmas": lemmas}
     margin_lb = None
     if lemmas:
-        cert = certify(net, x, y, threat, "crown", "threat", domain, device=device)
+        cert = certify(net, x, y, threat, "crown", "threat", domain, deadline=deadline, device=device)
         margin_lb = cert.min_margin
         todo = [j for j in others if not cert.margin_lb[j] > 0]
         stats.update(stbp_s=cert.time_s, proven_by_stbp=[j for j in others if j not in todo])
@@ -90,11 +97,13 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
         todo = others
         query = smt.Query(net, x, int(y), threat, todo, domain=domain)
 
-    def result(status, point=None, message="", lb=margin_lb):
-        return VerifyResult(status, "smt", time.perf_counter() - start, lb, point, stats, message)
+    def result(status, point=None, message="", lb=margin_lb, ub=None):
+        return VerifyResult(status, "smt", time.perf_counter() - start, lb, point, stats, message, margin_ub=ub)
 
     if not todo:
         return result("verified", lb=max(margin_lb, 0.0), message="STBP proves every competitor; z3 was not needed")
+    if passed(deadline):
+        return result("timeout", message=f"time limit ({_secs(timeout)}) reached during the STBP bounds")
     left = None if timeout is None else max(timeout - (time.perf_counter() - start), 0.0)
     r = run_query(query, left)
     stats.update(r.get("stats", {}), hard_limit=r["hard_limit"], competitors=todo)
@@ -105,14 +114,14 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
         rep = replay(net, x, y, threat, r["x"], domain)
         stats.update(exact_margin=r["margin"], replay_margin=rep.margin64)
         if rep.ok:
-            return result("falsified", rep.point)
+            return result("falsified", rep.point, ub=rep.margin64)
         if r["cut"]:
-            return result("timeout", message=f"time limit ({timeout} s) reached improving z3's point of exact margin "
+            return result("timeout", message=f"time limit ({_secs(timeout)}) reached improving z3's point of exact margin "
                           f"{r['margin']:.3g}, which does not replay")
         return result("unknown", message=f"z3's best point, exact margin {r['margin']:.3g} <= 0, does not replay ({rep.reason})")
     if status == "killed" or (status == "unknown" and reason in ("timeout", "canceled")):
         killed = " (z3 process killed)" if status == "killed" else ""
-        return result("timeout", message=f"time limit ({timeout} s) reached{killed}")
+        return result("timeout", message=f"time limit ({_secs(timeout)}) reached{killed}")
     if status == "unknown":
         return result("unknown", message=f"z3 gave up: {reason}")
     return result("error", message=reason)

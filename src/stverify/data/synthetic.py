@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from .medmnist import SPLITS
 
 _CHUNK = 256  # samples rendered at once; bounds the memory of the float volumes
@@ -44,11 +45,11 @@ def _write_npz(path, arrays):
 def _generate(path, sizes, seed, n_classes, max_classes, render):
     """Render every split with ``render(rng, labels)`` and write the archive."""
     if not 2 <= n_classes <= max_classes:
-        raise ValueError(f"n_classes must be in 2..{max_classes}, got {n_classes}")
+        raise InputError(f"n_classes must be in 2..{max_classes}, got {n_classes}")
     arrays = {}
     for k, (split, n) in enumerate(zip(SPLITS, sizes)):
         if n < 0:
-            raise ValueError(f"n_{split} must be >= 0, got {n}")
+            raise InputError(f"n_{split} must be >= 0, got {n}")
         rng = np.random.default_rng([seed, k])
         labels = rng.permutation(np.arange(n) % n_classes).astype(np.uint8)
         images = render(rng, labels)
@@ -71,7 +72,7 @@ def moving_video(path, n_train, n_val, n_test, frames=4, size=10, seed=0, n_clas
     span = size - 1 - 2 * margin  # room for the blob centre along one axis
     max_speed = min(1.5, span / (frames - 1)) if frames >= 2 else 0.0
     if max_speed < 1.0:
-        raise ValueError(
+        raise InputError(
             f"frames={frames}, size={size}: the blob must move >= 1 pixel per frame, "
             "which needs frames >= 2 and size >= frames + 2"
         )
@@ -117,7 +118,7 @@ def organ_volumes(path, n_train, n_val, n_test, size=28, seed=0, n_classes=4):
     3: two small spheres. Sizes, positions, in-plane rotation, brightness and noise are random.
     """
     if size < 8:
-        raise ValueError(f"size must be >= 8, got {size}")
+        raise InputError(f"size must be >= 8, got {size}")
     s = size / 28.0  # the geometry below is given for 28^3 and scaled
     g = np.arange(size, dtype=np.float32)
     coords = (g[None, :, None, None], g[None, None, :, None], g[None, None, None, :])
@@ -188,7 +189,7 @@ def ensure_dataset(name, root=None):
     hash of the arguments and of this module's source, so a changed generator gets a fresh file.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+        raise InputError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     args = dict(DATASETS[name])
     generator = _GENERATORS[args.pop("generator")]
     root = Path(root or os.environ.get("STVERIFY_DATA") or Path.home() / ".cache" / "stverify" / "data")

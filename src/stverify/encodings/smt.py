@@ -22,6 +22,7 @@ per unstable neuron rather than one per neuron:
   * choice of regions (anyframes, anypatch): one Bool b_r per region, PbEq(b, choose), and a
     voxel covered by no chosen region keeps its value: (OR of b_r, r covering v) or x_v = x0_v.
     (Exactly = at most: x0 lies in every member box, see threats.py; PbEq propagates better.);
+    an explicit union of boxes (``Boxes``) one Bool m_k per member, PbEq(m, 1), m_k -> x in box k;
   * the negated property: a Real d_j = logit_j - logit_y per competitor j, and OR_j d_j >= delta.
 With ``bounds`` (the widened STBP bounds of every layer input) stable ReLUs are fixed, max-pool
 inputs pruned, and lemmas asserted: l <= a <= u and the triangle (u - l) r <= u (a - l) per
@@ -40,7 +41,7 @@ import numpy as np
 import z3
 
 from ..network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU, _windows
-from ..threats import DEFAULT_DOMAIN, Threat
+from ..threats import DEFAULT_DOMAIN, Boxes, Threat
 
 # A counterexample with margin > -SEARCH_MARGIN may not replay in float32: z3 is asked for a
 # better one, at most MAX_IMPROVE times (see solve()).
@@ -216,6 +217,21 @@ class _Builder:
         return out
 
 
+def _member_choice(b: _Builder, threat: Boxes, inputs) -> list:
+    """An explicit union of boxes: one Bool m_k per member, exactly one true, and m_k -> x_v in
+    [lo_kv, hi_kv] for every input variable whose interval in member k is narrower than the hull."""
+    if len(threat.lo) == 1:
+        return []
+    choice = [z3.Bool(f"member{k}") for k in range(len(threat.lo))]
+    b.asserts.append(z3.PbEq([(c, 1) for c in choice], 1))
+    lo, hi = (a.reshape(len(a), -1) for a in (threat.lo, threat.hi))
+    hull_lo, hull_hi = lo.min(0), hi.max(0)
+    for i, v in inputs:
+        for k in np.flatnonzero((lo[:, i] > hull_lo[i]) | (hi[:, i] < hull_hi[i])):
+            b.asserts.append(z3.Implies(choice[k], z3.And(b.vars[v] >= _q(lo[k, i]), b.vars[v] <= _q(hi[k, i]))))
+    return choice
+
+
 def encode(q: Query) -> Encoding:
     """The exact encoding described in the module docstring."""
     start = time.perf_counter()
@@ -235,8 +251,10 @@ def encode(q: Query) -> Encoding:
     for i in np.flatnonzero(movable):
         _, vals[i] = b.new(f"x{i}", lo.flat[i], hi.flat[i])
         inputs.append((int(i), len(b.vars) - 1))
-    regions, choice = q.threat.regions(x0.shape), []
-    if q.threat.choose < len(regions):
+    choice = []
+    if isinstance(q.threat, Boxes):
+        choice = _member_choice(b, q.threat, inputs)
+    elif q.threat.choose < len(regions := q.threat.regions(x0.shape)):
         choice = [z3.Bool(f"region{r}") for r in range(len(regions))]
         b.asserts.append(z3.PbEq([(c, 1) for c in choice], q.threat.choose))
         cover = np.stack([r.mask(x0.shape[1:]) for r in regions], axis=-1)  # T x H x W x regions

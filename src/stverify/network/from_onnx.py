@@ -3,7 +3,9 @@
 The graph must be a single chain from its one input (``N x C x T x H x W``, ``N`` may be
 symbolic) to its one output.  Nodes that read only constants (``Constant``, and shape
 arithmetic such as ``Shape -> Gather -> Unsqueeze -> Concat`` feeding a ``Reshape``) are
-evaluated with the ONNX reference evaluator; a symbolic batch counts as one.
+evaluated with the ONNX reference evaluator; a symbolic batch counts as one.  A file that is not
+an ONNX model (empty, truncated, garbage), or whose external data is missing or lies outside its
+folder, is refused with an ``InputError``; so is a node whose attributes or constants are malformed.
 """
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import os
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from ..errors import InputError
 from . import layers as L
 from .errors import UnsupportedOperatorError
 
@@ -196,9 +200,32 @@ def _input_shape(graph, consts) -> tuple[str, int, tuple[int, ...]]:
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) != 5 or not all(d.HasField("dim_value") for d in dims[1:]):
         shape = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in dims]
-        raise ValueError(f"the input '{inputs[0].name}' must be N x C x T x H x W with fixed C, T, H, W, got {shape}")
+        raise UnsupportedOperatorError(f"the input '{inputs[0].name}' must be N x C x T x H x W with fixed C, T, H, W, got {shape}")
     batch = dims[0].dim_value if dims[0].HasField("dim_value") else 1
     return inputs[0].name, batch, tuple(d.dim_value for d in dims[1:])
+
+
+def read_model(path) -> onnx.ModelProto:
+    """The ONNX model in a file, external data included; InputError if it is not one."""
+    path = os.fspath(path)
+    try:
+        model = onnx.load(path)
+    except DecodeError as e:
+        raise InputError(f"{path!r} is not an ONNX model (the protobuf does not parse: {e})") from None
+    except onnx.checker.ValidationError as e:  # external data: missing, or outside the model's folder
+        raise InputError(f"{path!r}: its external data cannot be loaded: {' '.join(str(e).split())}") from None
+    except OSError as e:
+        raise InputError(f"cannot read {path!r}: {e.strerror or e}") from None
+    if not model.opset_import and not model.graph.node:
+        raise InputError(f"{path!r} holds no ONNX model (no graph and no opset: an empty or foreign file)")
+    return model
+
+
+def _constants(graph) -> dict:
+    try:
+        return {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    except (ValueError, TypeError, OSError) as e:
+        raise UnsupportedOperatorError(f"an initializer cannot be read ({e})") from None
 
 
 def from_onnx(path_or_model, name: str | None = None) -> L.Network:
@@ -206,13 +233,13 @@ def from_onnx(path_or_model, name: str | None = None) -> L.Network:
     if isinstance(path_or_model, onnx.ModelProto):
         model, default_name = path_or_model, path_or_model.graph.name or "onnx"
     else:
-        model, default_name = onnx.load(os.fspath(path_or_model)), os.path.splitext(os.path.basename(path_or_model))[0]
+        model, default_name = read_model(path_or_model), os.path.splitext(os.path.basename(path_or_model))[0]
     opsets = {o.domain or "": o.version for o in model.opset_import}
     opset = opsets.get("", opsets.get("ai.onnx", 0))
     if opset < MIN_OPSET:
-        raise ValueError(f"ONNX opset {opset} is not supported; export with opset_version >= {MIN_OPSET}")
+        raise UnsupportedOperatorError(f"ONNX opset {opset} is not supported; export with opset_version >= {MIN_OPSET}")
     graph = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consts = _constants(graph)
     current, batch, input_shape = _input_shape(graph, consts)
     chain = _Chain(batch, input_shape)
     shapes = {current: (batch,) + input_shape}  # every chain tensor -> its shape
@@ -227,7 +254,12 @@ def from_onnx(path_or_model, name: str | None = None) -> L.Network:
         elif not data:
             consts.update(_evaluate(node, consts, {**opsets, "": opset}))
         else:
-            _add_node(chain, node, consts, current, data)
+            try:
+                _add_node(chain, node, consts, current, data)
+            except (KeyError, IndexError, TypeError, ValueError) as e:
+                if isinstance(e, InputError):
+                    raise
+                _fail(node, f"malformed ({type(e).__name__}: {e})")
             current = node.output[0]
             shapes[current] = (batch,) + chain.shape
     outputs = [o.name for o in graph.output]

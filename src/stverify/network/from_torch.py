@@ -3,7 +3,8 @@
 Accepts ``nn.Sequential`` (nested too) and any module that ``torch.fx`` traces into a
 straight chain of supported layers and calls.  The conversion has eval-mode semantics:
 dropout is removed and batch norm uses its running statistics (folded into the
-preceding Conv3d / Linear).  Shape computations such as ``x.view(x.size(0), -1)`` are
+preceding Conv3d / Linear).  So a module left in ``train()`` mode with batch norm or dropout,
+where it computes something else, is refused unless ``as_eval=True`` says eval mode is meant.  Shape computations such as ``x.view(x.size(0), -1)`` are
 evaluated on a batch of one, the batch the verifier reasons about.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..errors import InputError
 from . import layers as L
 from .errors import UnsupportedLayerError
 
@@ -27,6 +29,7 @@ _RELU = {F.relu, F.relu_, torch.relu, torch.relu_, "relu", "relu_"}
 _RESHAPE = {torch.flatten, torch.reshape, "flatten", "view", "reshape"}
 _NO_OPS = {F.dropout, "contiguous"}
 _REMOVED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
+_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.AlphaDropout)
 
 
 def _np(t: torch.Tensor | None) -> np.ndarray | None:
@@ -46,12 +49,12 @@ class _Chain:
 
     def add(self, layer: L.Layer, where: str):
         if isinstance(layer, L.Linear) and len(self.shape) != 1:
-            raise ValueError(f"Linear at '{where}' receives a tensor of shape {self.shape}, not a flat vector; "
+            raise UnsupportedLayerError(f"Linear at '{where}' receives a tensor of shape {self.shape}, not a flat vector; "
                              "the model must flatten it first")
         try:
             self.shape = layer.output_shape(self.shape)
         except ValueError as e:
-            raise ValueError(f"{type(layer).__name__} at '{where}': {e}") from None
+            raise UnsupportedLayerError(f"{type(layer).__name__} at '{where}': {e}") from None
         self.layers.append(layer)
 
     def flatten_to(self, out_shape, where: str):
@@ -71,10 +74,10 @@ class _Chain:
         if bn.running_mean is None:
             raise UnsupportedLayerError(f"{type(bn).__name__} at '{where}' has no running statistics")
         if bn.num_features != last.weight.shape[0]:
-            raise ValueError(f"{type(bn).__name__} at '{where}' has {bn.num_features} features, "
+            raise UnsupportedLayerError(f"{type(bn).__name__} at '{where}' has {bn.num_features} features, "
                              f"the preceding layer {last.weight.shape[0]} outputs")
         if len(self.shape) != (4 if isinstance(bn, nn.BatchNorm3d) else 1):
-            raise ValueError(f"{type(bn).__name__} at '{where}' cannot take a tensor of shape {self.shape}")
+            raise UnsupportedLayerError(f"{type(bn).__name__} at '{where}' cannot take a tensor of shape {self.shape}")
         gamma, beta = (bn.weight, bn.bias) if bn.affine else (torch.ones(bn.num_features), torch.zeros(bn.num_features))
         w, b = L.fold_batchnorm(last.weight, last.bias, _np(gamma), _np(beta), _np(bn.running_mean),
                                 _np(bn.running_var), bn.eps)
@@ -129,7 +132,14 @@ def _is_shape_query(node: fx.Node) -> bool:
         node.op == "call_function" and node.target is getattr and node.args[1] == "shape")
 
 
-def _add_node(chain: _Chain, gm: fx.GraphModule, node: fx.Node, env: dict, current: fx.Node, n_chain_inputs: int):
+def _active_dropout(node: fx.Node) -> bool:
+    """An F.dropout call that drops (training=True, its default, and p > 0)."""
+    args = dict(zip(("input", "p", "training"), node.args), **node.kwargs)
+    return node.target is F.dropout and bool(args.get("training", True)) and args.get("p", 0.5) != 0
+
+
+def _add_node(chain: _Chain, gm: fx.GraphModule, node: fx.Node, env: dict, current: fx.Node, n_chain_inputs: int,
+              as_eval: bool = False):
     """Convert one node that reads the layer chain."""
     where = node.target if node.op == "call_module" else node.name
     if node.op == "call_module":
@@ -146,17 +156,39 @@ def _add_node(chain: _Chain, gm: fx.GraphModule, node: fx.Node, env: dict, curre
         chain.add(L.ReLU(), where)
     elif node.target in _RESHAPE:
         chain.flatten_to(_call(node, env).shape, where)
+    elif _active_dropout(node) and not as_eval:
+        raise InputError(f"F.dropout at '{where}' is active (training=True, its default): the model is random; pass "
+                         "training=self.training and call model.eval() (or pass as_eval=True to verify without it)")
 
 
-def from_torch(module: nn.Module, input_shape: tuple[int, int, int, int], name: str | None = None) -> L.Network:
-    """Convert ``module`` (inputs ``N x C x T x H x W``; ``input_shape`` is (C, T, H, W)) to a Network."""
-    input_shape = tuple(int(s) for s in input_shape)
-    if len(input_shape) != 4:
-        raise ValueError(f"input_shape must be (C, T, H, W), got {input_shape}")
+def _check_eval_mode(module: nn.Module) -> None:
+    """Refuse a module whose batch norm or dropout is in training mode (see the module docstring)."""
+    training = [f"'{name}' ({type(m).__name__})" for name, m in module.named_modules()
+                if m.training and isinstance(m, _MODE_DEPENDENT)]
+    if training:
+        more = f" and {len(training) - 3} more" if len(training) > 3 else ""
+        raise InputError(f"{type(module).__name__} is in train() mode, where {', '.join(training[:3])}{more} compute(s) "
+                         "something else than in eval mode, which is what gets verified; call model.eval() first "
+                         "(or pass as_eval=True)")
+
+
+def from_torch(module: nn.Module, input_shape: tuple[int, int, int, int], name: str | None = None,
+               as_eval: bool = False) -> L.Network:
+    """Convert ``module`` (inputs ``N x C x T x H x W``; ``input_shape`` is (C, T, H, W)) to a Network.
+    ``as_eval``: convert a module in train() mode with eval-mode semantics instead of refusing it."""
+    try:
+        input_shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        raise InputError(f"input_shape must be (C, T, H, W), got {input_shape!r}") from None
+    if len(input_shape) != 4 or min(input_shape) < 1:
+        raise InputError(f"input_shape must be (C, T, H, W) with positive sizes, got {input_shape}")
+    if not as_eval:
+        _check_eval_mode(module)
     try:
         gm = fx.symbolic_trace(module)
     except Exception as e:
-        raise UnsupportedLayerError(f"torch.fx cannot trace {type(module).__name__} ({e}); supported are nn.Sequential "
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UnsupportedLayerError(f"torch.fx cannot trace {type(module).__name__} ({why}); supported are nn.Sequential "
                                     "and modules whose forward is a straight chain of supported layers") from e
     chain = _Chain(input_shape)
     env: dict[fx.Node, object] = {}  # chain tensors -> meta tensors (batch of one); other nodes -> their values
@@ -178,7 +210,7 @@ def from_torch(module: nn.Module, input_shape: tuple[int, int, int, int], name: 
             env[node] = _call(node, env)  # sizes of chain tensors, arithmetic on them, other constants
             continue
         else:
-            _add_node(chain, gm, node, env, current, n_chain_inputs)
+            _add_node(chain, gm, node, env, current, n_chain_inputs, as_eval)
         env[node] = torch.empty((1,) + chain.shape, device="meta")
         on_chain.add(node)
         current = node

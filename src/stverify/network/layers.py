@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..errors import InputError
+
 Shape = tuple[int, ...]
 
 
@@ -28,7 +30,7 @@ def _triple(v) -> tuple[int, int, int]:
         return (int(v),) * 3
     t = tuple(int(x) for x in v)
     if len(t) != 3:
-        raise ValueError(f"expected an int or 3 ints, got {v!r}")
+        raise InputError(f"expected an int or 3 ints, got {v!r}")
     return t
 
 
@@ -74,10 +76,10 @@ class Conv3d(Layer):
     def __post_init__(self):
         w = _frozen(self.weight)
         if w.ndim != 5:
-            raise ValueError(f"Conv3d weight must be O x C x kt x kh x kw, got shape {w.shape}")
+            raise InputError(f"Conv3d weight must be O x C x kt x kh x kw, got shape {w.shape}")
         b = _frozen(np.zeros(w.shape[0]) if self.bias is None else self.bias)
         if b.shape != (w.shape[0],):
-            raise ValueError(f"Conv3d bias must have shape ({w.shape[0]},), got {b.shape}")
+            raise InputError(f"Conv3d bias must have shape ({w.shape[0]},), got {b.shape}")
         object.__setattr__(self, "weight", w)
         object.__setattr__(self, "bias", b)
         object.__setattr__(self, "stride", _triple(self.stride))
@@ -89,10 +91,10 @@ class Conv3d(Layer):
 
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) != 4 or shape[0] != self.weight.shape[1]:
-            raise ValueError(f"Conv3d expects input C x T x H x W with C={self.weight.shape[1]}, got {shape}")
+            raise InputError(f"Conv3d expects input C x T x H x W with C={self.weight.shape[1]}, got {shape}")
         out = tuple(_pooled_size(n, k, s, p) for n, k, s, p in zip(shape[1:], self.kernel, self.stride, self.padding))
         if min(out) < 1:
-            raise ValueError(f"Conv3d kernel {self.kernel} does not fit input {shape} with padding {self.padding}")
+            raise InputError(f"Conv3d kernel {self.kernel} does not fit input {shape} with padding {self.padding}")
         return (self.weight.shape[0],) + out
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -123,16 +125,16 @@ class Linear(Layer):
     def __post_init__(self):
         w = _frozen(self.weight)
         if w.ndim != 2:
-            raise ValueError(f"Linear weight must be O x I, got shape {w.shape}")
+            raise InputError(f"Linear weight must be O x I, got shape {w.shape}")
         b = _frozen(np.zeros(w.shape[0]) if self.bias is None else self.bias)
         if b.shape != (w.shape[0],):
-            raise ValueError(f"Linear bias must have shape ({w.shape[0]},), got {b.shape}")
+            raise InputError(f"Linear bias must have shape ({w.shape[0]},), got {b.shape}")
         object.__setattr__(self, "weight", w)
         object.__setattr__(self, "bias", b)
 
     def output_shape(self, shape: Shape) -> Shape:
         if shape != (self.weight.shape[1],):
-            raise ValueError(f"Linear expects a flat input of size {self.weight.shape[1]}, got shape {shape}")
+            raise InputError(f"Linear expects a flat input of size {self.weight.shape[1]}, got shape {shape}")
         return (self.weight.shape[0],)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -166,10 +168,10 @@ class _Pool3d(Layer):
 
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) != 4:
-            raise ValueError(f"{type(self).__name__} expects input C x T x H x W, got {shape}")
+            raise InputError(f"{type(self).__name__} expects input C x T x H x W, got {shape}")
         out = tuple(_pooled_size(n, k, s) for n, k, s in zip(shape[1:], self.kernel, self.stride))
         if min(out) < 1:
-            raise ValueError(f"{type(self).__name__} kernel {self.kernel} does not fit input {shape}")
+            raise InputError(f"{type(self).__name__} kernel {self.kernel} does not fit input {shape}")
         return (shape[0],) + out
 
     def describe(self) -> str:
@@ -203,7 +205,8 @@ class Flatten(Layer):
 
 @dataclass(frozen=True, eq=False)
 class Network:
-    """A chain of layers applied to inputs of shape ``input_shape`` (C x T x H x W)."""
+    """A chain of layers applied to inputs of shape ``input_shape`` (C x T x H x W); building one
+    checks the shapes and that every weight is finite (``InputError`` otherwise)."""
 
     layers: tuple[Layer, ...]
     input_shape: Shape
@@ -218,9 +221,14 @@ class Network:
             try:
                 shapes.append(tuple(layer.output_shape(shapes[-1])))
             except ValueError as e:
-                raise ValueError(f"layer {i} ({layer.describe()}): {e}") from None
+                raise InputError(f"layer {i} ({layer.describe()}): {e}") from None
+            if layer.affine:
+                for part in ("weight", "bias"):
+                    bad = int(np.sum(~np.isfinite(getattr(layer, part))))
+                    if bad:
+                        raise InputError(f"layer {i} ({layer.describe()}): {bad} non-finite {part} value(s) (NaN or Inf)")
         if len(shapes[-1]) != 1:
-            raise ValueError(f"the network must end in a flat logit vector, got output shape {shapes[-1]}")
+            raise InputError(f"the network must end in a flat logit vector, got output shape {shapes[-1]}")
         object.__setattr__(self, "shapes", tuple(shapes))
 
     @property
@@ -232,7 +240,7 @@ class Network:
         x = np.asarray(x, dtype=np.float64)
         single = x.shape == self.input_shape
         if not single and x.shape[1:] != self.input_shape:
-            raise ValueError(f"input must have shape {self.input_shape} or N x {self.input_shape}, got {x.shape}")
+            raise InputError(f"input must have shape {self.input_shape} or N x {self.input_shape}, got {x.shape}")
         h = x[None] if single else x
         for layer in self.layers:
             h = layer.forward(h)
@@ -280,7 +288,10 @@ def fold_batchnorm(weight: np.ndarray, bias: np.ndarray | None, gamma, beta, mea
     """Fold y = gamma * (W x + b - mean) / sqrt(var + eps) + beta into one affine map (per output channel)."""
     weight = np.asarray(weight, dtype=np.float64)
     b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64)
-    scale = np.asarray(gamma, dtype=np.float64) / np.sqrt(np.asarray(var, dtype=np.float64) + eps)
+    denom = np.asarray(var, dtype=np.float64) + eps
+    if not np.all(denom > 0):  # also catches NaN
+        raise InputError(f"batch norm: running variance + eps must be > 0, got {float(np.min(denom)):g}")
+    scale = np.asarray(gamma, dtype=np.float64) / np.sqrt(denom)
     w = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
     return w, (b - np.asarray(mean, dtype=np.float64)) * scale + np.asarray(beta, dtype=np.float64)
 

@@ -14,6 +14,8 @@ every step.
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import Callable
 
 import torch
@@ -23,9 +25,11 @@ STALL_SHARE = 0.02  # early stop: a step that adds less than this share of the g
 PATIENCE = 2  # ... this many times in a row
 
 
-def optimise(bound_of: Callable[[dict], torch.Tensor], steps: int, lr: float, early_stop: bool = True) -> torch.Tensor:
+def optimise(bound_of: Callable[[dict], torch.Tensor], steps: int, lr: float, early_stop: bool = True,
+             deadline: float = math.inf) -> torch.Tensor:
     """The best per-row value of ``bound_of(alphas)`` over ``steps`` iterates of signed-gradient
-    ascent on the slopes; ``bound_of`` creates the missing slopes (CROWN's) at its first call."""
+    ascent on the slopes (fewer once ``deadline``, a ``time.perf_counter()`` instant, has passed);
+    ``bound_of`` creates the missing slopes (CROWN's) at its first call."""
     alphas: dict = {}
     with torch.enable_grad():
         cur = bound_of(alphas)
@@ -33,7 +37,7 @@ def optimise(bound_of: Callable[[dict], torch.Tensor], steps: int, lr: float, ea
         first = best.sum()
         for step in range(steps):
             params = [a for a in alphas.values() if a.requires_grad]
-            if not params or not cur.requires_grad:
+            if not params or not cur.requires_grad or time.perf_counter() >= deadline:
                 break
             grads = torch.autograd.grad(cur.sum(), params, allow_unused=True)
             with torch.no_grad():

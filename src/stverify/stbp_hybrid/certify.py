@@ -10,6 +10,7 @@ phase constraints, for branch-and-bound) in one pass.
 """
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -20,10 +21,10 @@ from torch import nn
 
 from .. import tolerances
 from ..errors import InputError
-from ..threats import DEFAULT_DOMAIN, AnyPatch, Threat
+from ..threats import DEFAULT_DOMAIN, AnyPatch, Boxes, Threat
 from .budget import default_budget
 from .propagate import layer_bounds, margin_bounds, spec_matrix
-from .support import BoxSupport, ThreatSupport, stack_supports
+from .support import BoxesSupport, BoxSupport, ThreatSupport, stack_supports
 
 RELAXATIONS = ("ibp", "crown", "alpha-crown")
 CONCRETIZATIONS = ("threat", "box")
@@ -72,6 +73,9 @@ def make_support(x0: np.ndarray, threat: Threat, concretize: str, domain=DEFAULT
     if concretize == "box" or is_one_box(threat, np.shape(x0)):
         lo, hi = (torch.as_tensor(b, device=device) for b in threat.bounding_box(x0, domain))
         return BoxSupport(lo, hi)
+    if isinstance(threat, Boxes):
+        threat.interval(x0)  # checks that x0 agrees with the set's constants
+        return BoxesSupport(threat, device=device)
     return ThreatSupport(x0, threat, domain, device=device)
 
 
@@ -99,20 +103,22 @@ def _check(net, x, y, method):
 
 def certify(net, x: np.ndarray, y: int, threat: Threat, method: str = "crown", concretize: str = "threat",
             domain=DEFAULT_DOMAIN, device=None, alpha_steps: int = 30, splits: dict | None = None,
-            memory_budget: int | None = None) -> Certificate:
+            memory_budget: int | None = None, deadline: float = math.inf) -> Certificate:
     """Sound bounds over S(x): per-layer boxes and margin lower bounds (see the module docstring).
 
     ``splits`` restricts to a branch-and-bound sub-problem (ReLU phases, see ``layer_bounds``); if
     the sub-problem is empty the margins are +inf and ``stats["empty"]`` is True.  ``device``: the
     torch device every tensor is created on; ``memory_budget``: bytes a chunk of backward rows may
-    use (default: half the memory available, ``budget.py``)."""
+    use (default: half the memory available, ``budget.py``).  After ``deadline`` (a
+    ``time.perf_counter()`` instant) the relaxation falls back to IBP, still sound;
+    ``stats["deadline_passed"]`` says whether that happened."""
     return certify_batch(net, x, y, [(threat, splits)], method, concretize, domain, device, alpha_steps,
-                         memory_budget)[0]
+                         memory_budget, deadline)[0]
 
 
 def certify_batch(net, x: np.ndarray, y: int, problems: list[tuple[Threat, dict | None]], method: str = "crown",
                   concretize: str = "threat", domain=DEFAULT_DOMAIN, device=None, alpha_steps: int = 30,
-                  memory_budget: int | None = None) -> list[Certificate]:
+                  memory_budget: int | None = None, deadline: float = math.inf) -> list[Certificate]:
     """``certify`` for several sub-problems (threat, splits) of the same x and y in one batched
     pass; one Certificate each, with ``time_s`` the time of the whole batch."""
     x = _check(net, x, y, method)
@@ -125,13 +131,14 @@ def certify_batch(net, x: np.ndarray, y: int, problems: list[tuple[Threat, dict 
     with torch.no_grad():
         splits = _stack_splits([s for _, s in problems], net, device)
         S = spec_matrix(net.n_classes, int(y), device=device)
-        bounds = layer_bounds(layers, sup, "ibp" if method == "ibp" else "crown", splits, budget)
-        lb = margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget)
-        if method == "alpha-crown" and alpha_steps > 0 and bool((lb <= 0).any()):
+        bounds = layer_bounds(layers, sup, "ibp" if method == "ibp" else "crown", splits, budget, deadline=deadline)
+        lb = margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget, deadline=deadline)
+        if method == "alpha-crown" and alpha_steps > 0 and bool((lb <= 0).any()) and time.perf_counter() < deadline:
             # optimised intermediate bounds too; CROWN is not monotone in them, so the margins are
             # the best of both and the boxes the intersection (every one of them is valid)
-            bounds = layer_bounds(layers, sup, method, splits, budget, alpha_steps, prior=bounds)
-            lb = torch.maximum(lb, margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget))
+            bounds = layer_bounds(layers, sup, method, splits, budget, alpha_steps, prior=bounds, deadline=deadline)
+            lb = torch.maximum(lb, margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget,
+                                                 deadline=deadline))
         lb = lb.detach().cpu().numpy()
         empty = torch.zeros(n, dtype=torch.bool, device=bounds[0][0].device)
         for lo, hi in bounds:
@@ -140,6 +147,7 @@ def certify_batch(net, x: np.ndarray, y: int, problems: list[tuple[Threat, dict 
     np_bounds = [(lo.cpu().numpy(), hi.cpu().numpy()) for lo, hi in bounds]
     empty = empty.cpu().numpy()
     elapsed = time.perf_counter() - start
+    late = time.perf_counter() >= deadline
     certs = []
     for k in range(n):
         margin = np.full(net.n_classes, np.inf)
@@ -149,7 +157,7 @@ def certify_batch(net, x: np.ndarray, y: int, problems: list[tuple[Threat, dict 
         unstable = {i: int(np.sum((out_bounds[i][0] < 0) & (out_bounds[i][1] > 0)))
                     for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)}
         certs.append(Certificate(margin, out_bounds, unstable, elapsed, method, concretize,
-                                 {"empty": bool(empty[k]), "batch": n}))
+                                 {"empty": bool(empty[k]), "batch": n, "deadline_passed": late}))
     return certs
 
 

@@ -8,6 +8,8 @@ exact minimum over the set is b + min over the set of <w, x>, the support functi
     restricted to a neuron's receptive field (kernel-sized boxes at position * stride - padding,
     ``Patches``), the top-k over frames or the minimum over placements intersected with the box
     (``ThreatSupport.best_in_boxes``); voxels outside the field contribute 0;
+  * an explicit union of boxes (``threats.Boxes``): interval arithmetic on each member box, which is
+    exact per neuron, then the min / max over the members;
   * a first Linear (after Flatten): the dense support function directly.
 ``attaining_point`` returns, for one neuron, a member of the threat set at which the bound is
 attained.
@@ -24,7 +26,7 @@ from torch import nn
 from .budget import default_budget, rows_per_chunk
 from .intervals import interval
 from .patches import Patches
-from .support import BoxSupport, SupportBatch, ThreatSupport
+from .support import BoxesSupport, BoxSupport, SupportBatch, ThreatSupport
 
 
 def first_layer_bounds(layer: nn.Module, sup, budget: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,6 +50,8 @@ def first_layer_bounds(layer: nn.Module, sup, budget: int | None = None) -> tupl
         raise TypeError(f"the first affine layer must be Conv3d or Linear, got {type(layer).__name__}")
     if isinstance(sup, BoxSupport):
         return interval(layer, sup.lo, sup.hi)
+    if isinstance(sup, BoxesSupport):
+        return _boxes_bounds(layer, sup)
     if not sup.is_union:  # a single box: interval arithmetic is exact
         return interval(layer, (sup.x0 + sup.dlo)[None], (sup.x0 + sup.dhi)[None])
     return _union_bounds(layer, sup, budget or default_budget(sup.device))
@@ -100,6 +104,17 @@ def _window_gains(weight: torch.Tensor, layer: nn.Conv3d, sup: ThreatSupport) ->
 
 def _out_grid(layer: nn.Conv3d, grid) -> tuple[int, int, int]:
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(grid, layer.kernel_size, layer.stride, layer.padding))
+
+
+def _boxes_bounds(layer: nn.Conv3d, sup: BoxesSupport, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Over an explicit union of boxes: the min of the members' interval lower bounds and the max of
+    their upper bounds (1 x output shape), members in chunks (memory: chunk x the layer's output)."""
+    lo = hi = None
+    for a in range(0, len(sup.lo), chunk):
+        l, u = interval(layer, sup.lo[a:a + chunk], sup.hi[a:a + chunk])
+        l, u = l.min(0).values, u.max(0).values
+        lo, hi = (l, u) if lo is None else (torch.minimum(lo, l), torch.maximum(hi, u))
+    return lo[None], hi[None]
 
 
 def attaining_point(layer: nn.Module, sup, index: tuple[int, ...], upper: bool = False) -> torch.Tensor:

@@ -18,7 +18,8 @@ At the input the final <A, x> + c is concretised by the support function of the 
 A row that starts at a neuron of a convolutional layer is kept in receptive-field form
 (``patches.py``) while it passes Conv3d, AvgPool3d and ReLU layers, and becomes a dense tensor at
 the first other layer or once its box is as large as the layer.  Rows are processed in chunks
-sized by a memory budget (``budget.py``).
+sized by a memory budget (``budget.py``).  Once a deadline (a ``time.perf_counter()`` instant)
+passes, the chunks left keep their IBP bounds and alpha-CROWN its best iterate so far: sound, looser.
 
 alpha-CROWN optimises the lower ReLU slopes alpha per row (``alpha.py``), for the margins and for
 every intermediate bound CROWN computes; every iterate is a valid bound.
@@ -26,12 +27,14 @@ every intermediate bound CROWN computes; every iterate is a valid bound.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 
 import torch
 from torch import nn
 from torch.nn.grad import conv3d_input
 
+from ..errors import InputError
 from .alpha import optimise
 from .budget import default_budget, rows_per_chunk
 from .first_layer import first_layer_bounds, neuron_rows
@@ -51,8 +54,8 @@ def first_affine_index(layers) -> int:
         if isinstance(layer, AFFINE):
             return i
         if not isinstance(layer, nn.Flatten):
-            raise ValueError(f"STBP needs the network to begin with Conv3d or Flatten + Linear; layer {i} is {type(layer).__name__}")
-    raise ValueError("the network has no affine layer")
+            raise InputError(f"STBP needs the network to begin with Conv3d or Flatten + Linear; layer {i} is {type(layer).__name__}")
+    raise InputError("the network has no affine layer")
 
 
 def relu_relaxation(l: torch.Tensor, u: torch.Tensor):
@@ -238,18 +241,21 @@ ALPHA_CHUNK_SHARE = 4  # alpha-CROWN keeps each pass's tensors for the gradient:
 
 
 def _chunked_lower(layers, bounds: Bounds, sup, n: int, chunk: int, rows_of, alpha_steps: int, alpha_lr: float,
-                   early_stop: bool = True):
+                   early_stop: bool = True, deadline: float = math.inf):
     """Per chunk [a, b) of n items: the lower bounds of the rows ``rows_of(a, b)`` = (A, c, sets,
-    start layer), by CROWN, or by alpha-CROWN when ``alpha_steps`` > 0 (``alpha.optimise``)."""
+    start layer), by CROWN, or by alpha-CROWN when ``alpha_steps`` > 0 (``alpha.optimise``); no
+    chunk starts after ``deadline``."""
     memo = {}
     for a in range(0, n, chunk):
+        if time.perf_counter() >= deadline:
+            return
         A, c, sets, start = rows_of(a, min(n, a + chunk))
         bound_of = lambda alphas: c + crown_lower(layers, bounds, sup, start, A, alphas, sets, memo)  # noqa: E731
-        yield a, (optimise(bound_of, alpha_steps, alpha_lr, early_stop) if alpha_steps > 0 else bound_of(None))
+        yield a, (optimise(bound_of, alpha_steps, alpha_lr, early_stop, deadline) if alpha_steps > 0 else bound_of(None))
 
 
 def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torch.Tensor, which: torch.Tensor,
-                 budget: int | None = None, alpha_steps: int = 0, alpha_lr: float = 0.25):
+                 budget: int | None = None, alpha_steps: int = 0, alpha_lr: float = 0.25, deadline: float = math.inf):
     """Tighten (lo, hi) (N x output shape of layers[j]) where the mask ``which`` is set, with their
     CROWN (or alpha-CROWN) bounds: rows +e_n for lower, -e_n for upper bounds, in chunks under the
     memory budget."""
@@ -268,7 +274,8 @@ def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torc
         return A, c, torch.cat([sets, sets]), start
 
     lo, hi = lo.clone(), hi.clone()
-    for a, res in _chunked_lower(layers, bounds, sup, len(picked), chunk, rows_of, alpha_steps, alpha_lr):
+    for a, res in _chunked_lower(layers, bounds, sup, len(picked), chunk, rows_of, alpha_steps, alpha_lr,
+                                 deadline=deadline):
         k = len(res) // 2
         where = tuple(picked[a:a + k].t())
         lo[where] = torch.maximum(lo[where], res[:k])
@@ -277,7 +284,8 @@ def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torc
 
 
 def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = None, budget: int | None = None,
-                 alpha_steps: int = 30, alpha_lr: float = 0.25, prior: Bounds | None = None) -> Bounds:
+                 alpha_steps: int = 30, alpha_lr: float = 0.25, prior: Bounds | None = None,
+                 deadline: float = math.inf) -> Bounds:
     """Bounds of every layer input over each set of ``sup`` (N x shape): the first affine layer
     exactly, the rest by IBP, and for inputs of nonlinear layers by CROWN too (intersected with IBP;
     for a ReLU only where IBP leaves it unstable, since CROWN cannot change a stable phase) unless
@@ -301,7 +309,7 @@ def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = N
                 # a ReLU only needs better bounds where IBP leaves it unstable; a max-pool uses them all
                 which = (lo < 0) & (hi > 0) if isinstance(nxt, nn.ReLU) else torch.ones_like(lo, dtype=torch.bool)
                 steps = alpha_steps if relaxation == "alpha-crown" else 0
-                lo, hi = crown_refine(layers, bounds, sup, i, lo, hi, which, budget, steps, alpha_lr)
+                lo, hi = crown_refine(layers, bounds, sup, i, lo, hi, which, budget, steps, alpha_lr, deadline)
         if prior is not None:
             lo, hi = torch.maximum(lo, prior[i + 1][0]), torch.minimum(hi, prior[i + 1][1])
         if splits is not None and i + 1 in splits:
@@ -333,9 +341,9 @@ def ibp_margins(layers, bounds: Bounds, S: torch.Tensor) -> torch.Tensor:
 
 
 def spec_lower(layers, bounds: Bounds, sup, S: torch.Tensor, pairs: torch.Tensor, budget: int | None = None,
-               alpha_steps: int = 0, alpha_lr: float = 0.25) -> torch.Tensor:
+               alpha_steps: int = 0, alpha_lr: float = 0.25, deadline: float = math.inf) -> torch.Tensor:
     """CROWN (alpha-CROWN when ``alpha_steps`` > 0) lower bounds of the margins ``pairs`` (K x 2:
-    set, row of S), in chunks under the budget."""
+    set, row of S), in chunks under the budget; -inf for the rows of chunks after ``deadline``."""
     last = len(layers) - 1
     per_row = max(math.prod(b[0].shape[1:]) for b in bounds)
     chunk = max(1, rows_per_chunk(budget or default_budget(S.device), per_row, S.element_size())
@@ -344,21 +352,25 @@ def spec_lower(layers, bounds: Bounds, sup, S: torch.Tensor, pairs: torch.Tensor
     def rows_of(a, b):
         return S[pairs[a:b, 1]], 0.0, pairs[a:b, 0], last
 
-    return torch.cat([res for _, res in _chunked_lower(layers, bounds, sup, len(pairs), chunk, rows_of, alpha_steps,
-                                                        alpha_lr, early_stop=False)])
+    out = torch.full((len(pairs),), -math.inf, dtype=S.dtype, device=S.device)
+    for a, res in _chunked_lower(layers, bounds, sup, len(pairs), chunk, rows_of, alpha_steps, alpha_lr, False, deadline):
+        out[a:a + len(res)] = res
+    return out
 
 
 def margin_bounds(layers, bounds: Bounds, sup, S: torch.Tensor, relaxation: str = "crown",
-                  alpha_steps: int = 30, alpha_lr: float = 0.25, budget: int | None = None) -> torch.Tensor:
+                  alpha_steps: int = 30, alpha_lr: float = 0.25, budget: int | None = None,
+                  deadline: float = math.inf) -> torch.Tensor:
     """Lower bounds of S @ logits over each set (N x M): the best of the valid bounds (IBP, CROWN
     and, for alpha-CROWN, the optimised slopes on the margins CROWN leaves open)."""
     lb = ibp_margins(layers, bounds, S)
     if relaxation == "ibp":
         return lb
     every = torch.ones_like(lb, dtype=torch.bool).nonzero()
-    lb = torch.maximum(lb, spec_lower(layers, bounds, sup, S, every, budget).reshape(lb.shape))
+    lb = torch.maximum(lb, spec_lower(layers, bounds, sup, S, every, budget, deadline=deadline).reshape(lb.shape))
     open_pairs = (lb <= 0).nonzero()  # alpha-CROWN only works on margins CROWN has not already proven
     if relaxation == "alpha-crown" and len(open_pairs):
         where = tuple(open_pairs.t())
-        lb[where] = torch.maximum(lb[where], spec_lower(layers, bounds, sup, S, open_pairs, budget, alpha_steps, alpha_lr))
+        lb[where] = torch.maximum(lb[where], spec_lower(layers, bounds, sup, S, open_pairs, budget, alpha_steps, alpha_lr,
+                                                        deadline))
     return lb

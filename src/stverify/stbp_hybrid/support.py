@@ -22,6 +22,9 @@ are exact), and for anypatch a placement contributes its intersection with the b
 
 A support describes ``n`` sets over the same input (branch-and-bound sub-problems): ``box_lo`` /
 ``box_hi`` are N x shape, and row m is concretised over set ``sets[m]``.
+
+``BoxesSupport`` is the support function of an explicit union of boxes (``threats.Boxes``, e.g. from
+VNN-LIB): the smallest of the member boxes' minima, exact.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Threat
 from .patches import Patches, per_row
 
 _CORNERS = [(dt, dy, dx, (-1) ** (3 - dt - dy - dx)) for dt in (0, 1) for dy in (0, 1) for dx in (0, 1)]
@@ -206,6 +209,32 @@ class ThreatSupport:
             region[:] = True
         d = torch.where(a > 0, self.dlo, torch.where(a < 0, self.dhi, torch.zeros_like(a)))
         return self.x0 + d * region
+
+
+class BoxesSupport:
+    """min <a, x> over an explicit union of K boxes (``threats.Boxes``): the smallest of the member
+    boxes' minima <a, c_k> - <|a|, r_k> (centres c_k, radii r_k), exact.  One set (n = 1)."""
+
+    n = 1
+
+    def __init__(self, threat: Boxes, dtype=torch.float64, device=None):
+        as_t = lambda a: torch.tensor(a, dtype=dtype, device=device)  # noqa: E731  (a copy: the threat's arrays are read-only)
+        self.threat, self.shape, self.dtype, self.device = threat, tuple(threat.lo.shape[1:]), dtype, device
+        self.lo, self.hi = as_t(threat.lo), as_t(threat.hi)  # K x C x T x H x W
+        self.box_lo, self.box_hi = self.lo.min(0).values[None], self.hi.max(0).values[None]
+        self.center, self.radius = (self.hi + self.lo) / 2, (self.hi - self.lo) / 2
+
+    def member_min(self, A) -> torch.Tensor:
+        """min over member box k of <A_m, x>, an M x K matrix."""
+        a = (A.to_dense() if isinstance(A, Patches) else A).flatten(1)
+        return a @ self.center.flatten(1).T - a.abs() @ self.radius.flatten(1).T
+
+    def min(self, A, sets: torch.Tensor | None = None) -> torch.Tensor:
+        return self.member_min(A).min(1).values
+
+    def argmin(self, a: torch.Tensor, k: int = 0) -> torch.Tensor:
+        m = int(torch.argmin(self.member_min(a[None])[0]))
+        return torch.where(a > 0, self.lo[m], torch.where(a < 0, self.hi[m], self.center[m]))
 
 
 def _best_placement_in_boxes(g: torch.Tensor, P: Patches, threats: list[AnyPatch], shape) -> torch.Tensor:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .architectures import ARCHITECTURES, ArchSpec, build_torch, get_spec
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -35,7 +36,7 @@ def weights_path(name: str) -> Path:
     """Path of the shipped weights of ``name``; ValueError if unknown or not shipped."""
     path = WEIGHTS_DIR / get_spec(name).weights_file
     if not path.is_file():
-        raise ValueError(f"no shipped weights for {name!r} (expected {path}); models with weights: "
+        raise InputError(f"no shipped weights for {name!r} (expected {path}); models with weights: "
                          f"{', '.join(available()) or 'none'}; train one with python -m stverify.zoo.train {name}")
     return path
 

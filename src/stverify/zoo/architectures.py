@@ -12,6 +12,8 @@ from typing import Callable
 
 from torch import nn
 
+from ..errors import InputError
+
 Shape = tuple[int, int, int, int]
 
 
@@ -112,11 +114,11 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 
 
 def get_spec(name: str) -> ArchSpec:
-    """The registry entry ``name``; ValueError listing the known names otherwise."""
+    """The registry entry ``name``; InputError listing the known names otherwise."""
     try:
         return ARCHITECTURES[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(ARCHITECTURES)}") from None
+        raise InputError(f"unknown model {name!r}; available: {', '.join(ARCHITECTURES)}") from None
 
 
 def build_torch(name: str) -> nn.Sequential:

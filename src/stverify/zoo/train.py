@@ -5,7 +5,8 @@ holds, over the L-inf box ``[max(0, x - eps), min(1, x + eps)]``, the interval l
 logit ``y`` and the interval upper bounds of the other logits.  ``eps`` ramps linearly from 0
 and ``kappa`` from 1 to ``kappa_end`` over the same steps; afterwards both stay fixed.
 
-CLI:  python -m stverify.zoo.train NAME [--method ibp] [--eps 2/255] [--epochs N] [--out DIR]
+CLI:  stverify train NAME [--method ibp] [--eps 2/255] [--epochs N] [--out DIR]
+      (or python -m stverify.zoo.train NAME ...)
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import validation
+from ..errors import InputError
 from ..stbp_hybrid.intervals import interval_all
 from .architectures import ARCHITECTURES, build_torch, get_spec
 
@@ -101,7 +104,7 @@ def train(name: str, method: str | None = None, eps: float | None = None, epochs
     recipe = spec.train
     method = method or recipe.get("method", "ibp")
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
     eps = float(recipe.get("eps", 2 / 255) if eps is None else eps)
     epochs = int(recipe.get("epochs", 10) if epochs is None else epochs)
     lr = float(recipe.get("lr", 3e-3) if lr is None else lr)
@@ -109,8 +112,14 @@ def train(name: str, method: str | None = None, eps: float | None = None, epochs
     warmup = float(recipe.get("warmup", 0.05) if warmup is None else warmup)
     ramp = float(recipe.get("ramp", 0.4) if ramp is None else ramp)
     kappa_end = float(recipe.get("kappa_end", 0.5) if kappa_end is None else kappa_end)
-    if eps < 0 or epochs < 1 or batch_size < 1:
-        raise ValueError(f"need eps >= 0, epochs >= 1, batch_size >= 1; got {eps}, {epochs}, {batch_size}")
+    validation.number(eps, "eps", lo=0.0)
+    validation.integer(epochs, "epochs", lo=1)
+    validation.integer(batch_size, "batch size", lo=1)
+    validation.integer(threads, "threads", lo=1)
+    validation.number(lr, "learning rate", positive=True)
+    for field, v in (("warmup", warmup), ("ramp", ramp), ("kappa_end", kappa_end)):
+        if not 0 <= validation.number(v, field) <= 1:
+            raise InputError(f"{field} must lie in [0, 1], got {v:g}")
     log = log or (lambda msg: None)
 
     old_threads = torch.get_num_threads()
@@ -191,7 +200,10 @@ def save(model: nn.Module, metrics: dict, out: str | Path) -> Path:
 def _parse_eps(text: str) -> float:
     from ..threats import parse_eps
 
-    v = parse_eps(text)
+    try:
+        v = parse_eps(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     if math.isinf(v):
         raise argparse.ArgumentTypeError("eps must be finite for training")
     return v
@@ -216,9 +228,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return p
 
 
-def main(argv=None) -> int:
-    """Train one model from the command line, save it, print its metrics as JSON."""
-    args = build_parser().parse_args(argv)
+def run(args) -> int:
+    """Train, save and print the metrics as JSON, for parsed arguments of ``build_parser``."""
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     model, metrics = train(args.name, method=args.method, eps=args.eps, epochs=args.epochs, seed=args.seed,
                            threads=args.threads, lr=args.lr, batch_size=args.batch_size,
@@ -227,6 +238,11 @@ def main(argv=None) -> int:
     print(json.dumps(metrics, indent=2))
     print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def main(argv=None) -> int:
+    """Train one model from the command line, save it, print its metrics as JSON."""
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

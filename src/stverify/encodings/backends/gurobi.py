@@ -7,7 +7,9 @@ import time
 
 import numpy as np
 
-from . import SolveResult, SolverError
+from ...deadline import of as deadline_of
+from ...stdio import stdout_to_stderr
+from . import SolveResult, SolverError, out_of_time, time_left
 
 LICENCE_TOO_SMALL = 10010  # GRB_ERROR_SIZE_LIMIT_EXCEEDED
 
@@ -22,9 +24,10 @@ def _gurobi():
 
 def _env(gp):
     try:
-        env = gp.Env(empty=True)
-        env.setParam("OutputFlag", 0)
-        env.start()
+        with stdout_to_stderr():  # licence notices
+            env = gp.Env(empty=True)
+            env.setParam("OutputFlag", 0)
+            env.start()
         return env
     except gp.GurobiError as e:
         raise SolverError(f"Gurobi cannot start: {e}; use --solver scip or --solver highs") from None
@@ -34,6 +37,7 @@ def solve(model, objective, *, time_limit=None, threads=1, early_stop=None) -> S
     gp = _gurobi()
     GRB = gp.GRB
     start = time.perf_counter()
+    deadline = deadline_of(time_limit, start)
     with _env(gp) as env, gp.Model(env=env) as m:
         binary = model.is_binary
         x = m.addMVar(model.n_vars, lb=model.lb, ub=model.ub, vtype=np.where(binary, GRB.BINARY, GRB.CONTINUOUS))
@@ -47,11 +51,14 @@ def solve(model, objective, *, time_limit=None, threads=1, early_stop=None) -> S
         m.Params.Threads = int(threads)
         m.Params.Seed = 0
         m.Params.MIPGap = 0.0
-        if time_limit is not None:
-            m.Params.TimeLimit = float(time_limit)
         if early_stop is not None:
             m.Params.BestObjStop, m.Params.BestBdStop = (float(v) for v in early_stop)
         build_s = time.perf_counter() - start
+        left = time_left(deadline)
+        if left is not None:
+            if left <= 0:
+                return out_of_time("gurobi", start, build_s)
+            m.Params.TimeLimit = left
         try:
             m.optimize()
         except gp.GurobiError as e:

@@ -8,7 +8,9 @@ import time
 import highspy
 import numpy as np
 
-from . import SolveResult, finite_or_inf
+from ...deadline import of as deadline_of
+from ...stdio import stdout_to_stderr
+from . import SolveResult, finite_or_inf, out_of_time, time_left
 
 _STATUS = {highspy.HighsModelStatus.kOptimal: "optimal", highspy.HighsModelStatus.kInfeasible: "infeasible",
            highspy.HighsModelStatus.kTimeLimit: "timeout", highspy.HighsModelStatus.kObjectiveTarget: "feasible",
@@ -17,7 +19,8 @@ _STATUS = {highspy.HighsModelStatus.kOptimal: "optimal", highspy.HighsModelStatu
 
 def build(model, objective=None, relax: bool = False, threads: int = 1) -> highspy.Highs:
     """A silent ``Highs`` holding ``model`` (integrality dropped when ``relax``) and ``objective``."""
-    h = highspy.Highs()
+    with stdout_to_stderr():  # the first Highs() prints a banner on stdout
+        h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", int(threads))
     h.setOptionValue("random_seed", 0)
@@ -32,11 +35,15 @@ def build(model, objective=None, relax: bool = False, threads: int = 1) -> highs
 
 def solve(model, objective, *, time_limit=None, threads=1, early_stop=None) -> SolveResult:
     start = time.perf_counter()
+    deadline = deadline_of(time_limit, start)
     h = build(model, objective, threads=threads)
     mip = bool(model.is_binary.any())
     h.setOptionValue("mip_rel_gap", 0.0)
-    if time_limit is not None:
-        h.setOptionValue("time_limit", float(time_limit))
+    left = time_left(deadline)
+    if left is not None:
+        if left <= 0:
+            return out_of_time("highs", start, time.perf_counter() - start)
+        h.setOptionValue("time_limit", left)
     if early_stop is not None and mip:  # (a pure LP is simply solved)
         lo, hi = early_stop
         if np.isfinite(lo):

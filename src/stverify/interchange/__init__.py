@@ -1,0 +1,1 @@
+"""Interchange with other verifiers: VNN-COMP files (instances, results), VNN-LIB properties, ONNX export."""

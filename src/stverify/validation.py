@@ -1,0 +1,98 @@
+"""The checks every boundary shares: labels, inputs, numbers from users, time limits.
+
+Each raises ``InputError`` with one line naming the field (``what``), the value found and what was
+expected, so that a bad value is refused where it enters, never answered with a verdict.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+
+import numpy as np
+
+from .errors import InputError
+
+DOMAIN_TOL = 1e-12  # as ``Threat.interval``: an input may exceed the domain by this much
+
+
+def label(y, n_classes: int, what: str = "label") -> int:
+    """y as an int in 0..n_classes-1 (a negative label would index from the end: refused)."""
+    if isinstance(y, (bool, np.bool_)):
+        raise InputError(f"{what} must be an integer class index, got {y!r}")
+    try:
+        i = operator.index(y)
+    except TypeError:
+        raise InputError(f"{what} must be an integer class index, got {y!r}") from None
+    if not 0 <= i < n_classes:
+        raise InputError(f"{what} {i} is not a class of the model: expected 0..{n_classes - 1} ({n_classes} classes)")
+    return i
+
+
+def domain(dom) -> tuple[float, float]:
+    """A data domain (lo, hi) of finite floats with lo < hi."""
+    try:
+        lo, hi = (float(v) for v in dom)
+    except (TypeError, ValueError):
+        raise InputError(f"domain must be a pair (lo, hi) of numbers, got {dom!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise InputError(f"domain must be finite with lo < hi, got ({lo:g}, {hi:g})")
+    return lo, hi
+
+
+def input_array(x, shape, dom, what: str = "input") -> np.ndarray:
+    """x as float64 of the model's input shape, every voxel finite and inside the data domain
+    (``dom=None``: no domain, as for an explicit union of boxes, which is its own domain)."""
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be an array of numbers") from None
+    if x.shape != tuple(shape):
+        raise InputError(f"{what} has shape {x.shape}, the model expects C x T x H x W = {tuple(shape)}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{what} has {int(bad.sum())} non-finite voxel(s) (NaN or Inf), the first at {first}")
+    if dom is None:
+        return x
+    lo, hi = dom
+    if x.min() < lo - DOMAIN_TOL or x.max() > hi + DOMAIN_TOL:
+        raise InputError(f"{what} lies outside the data domain [{lo:g}, {hi:g}] (min {x.min():g}, max {x.max():g})")
+    return x
+
+
+def timeout(t, what: str = "timeout") -> float | None:
+    """None (no limit) or a number of seconds > 0; +inf means no limit."""
+    if t is None:
+        return None
+    if isinstance(t, bool) or not isinstance(t, numbers.Real):
+        raise InputError(f"{what} must be a number of seconds, got {t!r}")
+    t = float(t)
+    if math.isnan(t) or t <= 0:
+        raise InputError(f"{what} must be > 0 seconds, got {t:g}")
+    return None if math.isinf(t) else t
+
+
+def integer(v, what: str, lo: int | None = None, hi: int | None = None) -> int:
+    """An int (not a bool, not a float) in [lo, hi]."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral,)):
+        raise InputError(f"{what} must be an integer, got {v!r}")
+    v = int(v)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        want = f">= {lo}" if hi is None else f"<= {hi}" if lo is None else f"in {lo}..{hi}"
+        raise InputError(f"{what} must be {want}, got {v}")
+    return v
+
+
+def number(v, what: str, lo: float | None = None, positive: bool = False) -> float:
+    """A finite real number (not a bool), >= lo, or > 0 with ``positive``."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise InputError(f"{what} must be a number, got {v!r}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise InputError(f"{what} must be finite, got {v:g}")
+    if positive and not v > 0:
+        raise InputError(f"{what} must be > 0, got {v:g}")
+    if lo is not None and v < lo:
+        raise InputError(f"{what} must be >= {lo:g}, got {v:g}")
+    return v

@@ -1,0 +1,75 @@
+"""Timeouts held end to end, on a model whose MILP encoding alone takes longer than the timeout.
+
+The network (a Conv3d on 1 x 8 x 16 x 16 inputs, then a 10976 -> 600 Linear: 6.6 M weights) is
+built here.  Its MILP encoding takes seconds, building it in SCIP tens of seconds, so without
+deadlines inside the bounds, the encoding and the solver's model a 1 s timeout would be overrun
+many times over.  Every method must answer ``timeout`` (or decide) within max(1.1 T, T + 2 s),
+the tolerance the project promises.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import stverify as sv
+from stverify.deadline import DeadlineExceeded, of as deadline_of
+from stverify.encodings.milp import encode
+from stverify.network import Conv3d, Flatten, Linear, Network, ReLU
+from stverify.stbp_hybrid.certify import certify
+from stverify.threats import Linf
+
+T = 1.0
+
+
+def allowed(timeout: float) -> float:
+    return max(1.1 * timeout, timeout + 2.0)
+
+
+@pytest.fixture(scope="module")
+def hard():
+    rng = np.random.default_rng(0)
+    shape, hidden = (1, 8, 16, 16), 600
+    n = 8 * 7 * 14 * 14
+    net = Network([Conv3d(rng.normal(size=(8, 1, 2, 3, 3)) * 0.3, rng.normal(size=8) * 0.1), ReLU(), Flatten(),
+                   Linear(rng.standard_normal((hidden, n), dtype=np.float32) / np.sqrt(n), rng.normal(size=hidden) * 0.1),
+                   ReLU(), Linear(rng.normal(size=(4, hidden)), np.zeros(4))], shape, name="hard")
+    x = rng.uniform(0, 1, shape)
+    return net, x, int(net.predict(x)), Linf(4 / 255)  # STBP leaves it open; no attack finds a point in time
+
+
+@pytest.mark.parametrize("method,options", [
+    ("stbp", {}), ("milp", {"bounds": "naive"}), ("milp", {"solver": "highs", "bounds": "naive"}),
+    ("milp", {"optimal": True}), ("smt", {}), ("bab", {}),
+], ids=["stbp", "milp-scip-encoding", "milp-highs-encoding", "milp-optimal", "smt", "bab"])
+def test_the_timeout_is_held(hard, method, options, torch_one_thread):
+    net, x, y, threat = hard
+    start = time.perf_counter()
+    res = sv.verify(net, x, y, threat, method=method, timeout=T, **options)
+    elapsed = time.perf_counter() - start
+    assert elapsed <= allowed(T), (method, elapsed, res.message)
+    if method == "stbp":
+        assert res.status in ("verified", "unknown", "timeout")
+    else:
+        assert res.status == "timeout", res.message
+    # whatever was cut short, the bound reported is sound: the clean input is in the set
+    clean = net.forward(x)
+    assert res.margin_lb is None or res.margin_lb <= clean[y] - np.max(np.delete(clean, y))
+
+
+def test_method_all_holds_its_budget(hard, torch_one_thread):
+    net, x, y, threat = hard
+    start = time.perf_counter()
+    res = sv.verify(net, x, y, threat, method="all", timeout=3 * T)
+    assert time.perf_counter() - start <= allowed(3 * T)
+    assert set(res.stats["methods"]) >= {"attack", "stbp", "milp-scip", "milp-highs", "smt"}
+    assert all(r["status"] in ("timeout", "unknown", "verified") for r in res.stats["methods"].values())
+
+
+def test_the_encoding_stops_at_its_deadline(hard):
+    """The encoding itself checks the deadline (per layer and per block of terms)."""
+    net, x, y, threat = hard
+    cert = certify(net, x, y, threat, "ibp", "box")
+    with pytest.raises(DeadlineExceeded, match="MILP encoding"):
+        encode(net, x, threat, cert.bounds, deadline=deadline_of(0.0))
