@@ -209,7 +209,8 @@ def jobs(args) -> list[dict]:
                 out += [{**base, "kind": "pair", "impl": impl, "model": model, "threat": threat, "threat_kind": kind}
                         for impl in (("old", "new") if group == "zoo" or model in OLD_SCALING else ("new",))]
     for model, threat, index in bab_instances() if args.bab else []:
-        out += [{**base, "kind": "bab", "impl": impl, "model": model, "threat": threat, "index": index} for impl in ("old", "new")]
+        out += [{**base, "kind": "bab", "impl": impl, "model": model, "threat": threat, "index": index}
+                for impl in ("old", "new")]
     return out
 
 
@@ -265,11 +266,14 @@ def cell_time(r: dict | None, limit: float) -> str:
 def summarize(args) -> str:
     rows = load(Path(args.out))
     by = {key(r): r for r in rows}
-    get = lambda kind, impl, model, threat, relax=None, index=None: by.get((kind, impl, model, threat, relax, index))  # noqa: E731
+    def get(kind, impl, model, threat, relax=None, index=None):
+        return by.get((kind, impl, model, threat, relax, index))
+
     lines = [
         "# Scaling benchmark: bound propagation, previous (6c89029) vs current code", "",
         "Command: `OMP_NUM_THREADS=1 .venv/bin/python experiments/scaling.py "
-        + " ".join(a if " " not in a else repr(a) for a in _measuring_argv(args.argv)) + "`  " + (f"\n{args.note}  " if args.note else ""),
+        + " ".join(a if " " not in a else repr(a) for a in _measuring_argv(args.argv)) + "`  "
+        + (f"\n{args.note}  " if args.note else ""),
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs (1-min load average during the "
         f"run: median {statistics.median(r['load1'] for r in rows):.1f}, max {max(r['load1'] for r in rows):.1f}), "
         f"torch threads {args.threads}, one process per measurement; time limit {args.limit:.0f} s per bound measurement.  ",
@@ -299,7 +303,8 @@ def summarize(args) -> str:
                              + (f"{new['min_margin']:.4f}" if ok(new) else "-") + " | "
                              + (f"{old['min_margin']:.4f}" if ok(old) else "-") + f" | {diff} | {new.get('unstable', '-')} |")
     lines += ["", "## STBP vs box-CROWN on linf (the same process, alternating)", "",
-              "| model | new STBP s | new box-CROWN s | new STBP / box-CROWN | old STBP s | old box-CROWN s | old STBP / box-CROWN |",
+              "| model | new STBP s | new box-CROWN s | new STBP / box-CROWN | old STBP s | old box-CROWN s "
+              "| old STBP / box-CROWN |",
               "|---|---|---|---|---|---|---|"]
     for model in [*ZOO, *SCALING]:
         threat = THREATS["zoo" if model in ZOO else "scaling"]["linf"]
@@ -374,7 +379,8 @@ def headline(rows, get, limit) -> list[str]:
             looser = min(float(np.min(b - a)) for a, b in fin)
             tighter = sum(bool(np.min(b) > np.min(a) + 1e-9) for a, b in fin)
             out.append(f"* {relax} margins vs the previous code over {len(pairs)} cases: max abs difference {diff:.1e}, "
-                       f"most negative (new - old) {looser:.1e}" + (f"; min margin strictly tighter in {tighter}" if relax != "crown" else "")
+                       f"most negative (new - old) {looser:.1e}"
+                       + (f"; min margin strictly tighter in {tighter}" if relax != "crown" else "")
                        + ".")
     return out
 
