@@ -7,12 +7,12 @@ Threats per model: linf, anyframes, anypatch (``THREATS``).  Measurements, each 
 process so its memory is its own:
   * bounds: ``certify`` per model x relaxation (ibp, crown, alpha-crown) x threat kind with the
     current code, and with the previous code (commit 6c89029, imported from ``--old``, a git
-    worktree's ``src``) where it finishes: every zoo case, and CROWN on every scaling model (linf;
-    anyframes and anypatch on the two smallest).  Old and new run back to back per case.
+    worktree's ``src``) where it finishes: every zoo case, CROWN on linf for every scaling model, and
+    more on the smaller ones (``OLD_SCALING``).  Old and new run back to back per case.
     Reported: median wall time over ``--reps`` runs after one warm-up run on a tiny network (one
     run when the first takes > 5 s), the peak resident memory above the process's footprint
     before the call (Linux VmHWM, reset first), and the margin lower bounds.
-  * STBP vs box-CROWN on linf: both in one process, alternating, medians of max(5, ``--reps``) runs.
+  * STBP vs box-CROWN on linf: both in one process, alternating, medians of max(15, ``--reps``) runs.
   * branch-and-bound: the instances ``bab_bench.py`` found STBP leaves unknown
     (``results/bab_bench.jsonl``), old and new alternating, median of ``--reps`` runs each.
 A case that runs past ``--limit`` seconds is recorded as such.  Results: one JSON line per
@@ -57,7 +57,12 @@ THREATS = {
 }
 RELAXATIONS = ("ibp", "crown", "alpha-crown")
 SPEEDUP_MODELS = [m for m in SCALING if m.startswith(("3x16x32x32", "3x16x64x64"))]  # the issue's >= 5x models
-OLD_SCALING_KINDS = {"1x8x16x16 c4-8": ("linf", "anyframes", "anypatch"), "3x16x32x32 c4-16": ("linf", "anyframes", "anypatch")}
+ALL_KINDS = ("linf", "anyframes", "anypatch")
+OLD_SCALING = {  # the previous code on the scaling models: model -> relaxation -> threat kinds (CROWN on linf always)
+    "1x8x16x16 c4-8": {"crown": ALL_KINDS, "alpha-crown": ALL_KINDS},
+    "3x16x32x32 c4-16": {"crown": ALL_KINDS, "alpha-crown": ALL_KINDS},
+    "3x16x32x32 c16-32": {"crown": ("linf",), "alpha-crown": ("linf",)},
+}
 
 
 # --- the child: one measurement, with whichever stverify is on the path -----------------------
@@ -147,7 +152,7 @@ def child_pair(job: dict) -> dict:
     for conc in ("threat", "box"):
         _warm_up(certify, threat, "crown", conc)
     times = {"threat": [], "box": []}
-    for _ in range(max(5, job["reps"])):
+    for _ in range(max(15, job["reps"])):
         for conc in ("threat", "box"):
             t = time.perf_counter()
             certify(net, x, y, threat, "crown", conc)
@@ -194,16 +199,18 @@ def jobs(args) -> list[dict]:
         for kind, threat in THREATS[group].items():
             for relax in RELAXATIONS:
                 impls = ["new"]
-                if group == "zoo" or (relax == "crown" and kind in OLD_SCALING_KINDS.get(model, ("linf",))):
+                old_kinds = OLD_SCALING.get(model, {}).get(relax, ("linf",) if relax == "crown" else ())
+                if group == "zoo" or kind in old_kinds:
                     impls = ["old", "new"]
                 for impl in impls:
                     out.append({**base, "kind": "bounds", "impl": impl, "model": model, "threat": threat, "threat_kind": kind,
                                 "relaxation": relax, "concretize": "threat"})
             if kind == "linf":  # the previous code only where its CROWN takes seconds
                 out += [{**base, "kind": "pair", "impl": impl, "model": model, "threat": threat, "threat_kind": kind}
-                        for impl in (("old", "new") if group == "zoo" or model in OLD_SCALING_KINDS else ("new",))]
+                        for impl in (("old", "new") if group == "zoo" or model in OLD_SCALING else ("new",))]
     for model, threat, index in bab_instances() if args.bab else []:
-        out += [{**base, "kind": "bab", "impl": impl, "model": model, "threat": threat, "index": index} for impl in ("old", "new")]
+        out += [{**base, "kind": "bab", "impl": impl, "model": model, "threat": threat, "index": index}
+                for impl in ("old", "new")]
     return out
 
 
@@ -259,11 +266,14 @@ def cell_time(r: dict | None, limit: float) -> str:
 def summarize(args) -> str:
     rows = load(Path(args.out))
     by = {key(r): r for r in rows}
-    get = lambda kind, impl, model, threat, relax=None, index=None: by.get((kind, impl, model, threat, relax, index))  # noqa: E731
+    def get(kind, impl, model, threat, relax=None, index=None):
+        return by.get((kind, impl, model, threat, relax, index))
+
     lines = [
         "# Scaling benchmark: bound propagation, previous (6c89029) vs current code", "",
         "Command: `OMP_NUM_THREADS=1 .venv/bin/python experiments/scaling.py "
-        + " ".join(a if " " not in a else repr(a) for a in args.argv if not a.startswith("--summary")) + "`  ",
+        + " ".join(a if " " not in a else repr(a) for a in _measuring_argv(args.argv)) + "`  "
+        + (f"\n{args.note}  " if args.note else ""),
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs (1-min load average during the "
         f"run: median {statistics.median(r['load1'] for r in rows):.1f}, max {max(r['load1'] for r in rows):.1f}), "
         f"torch threads {args.threads}, one process per measurement; time limit {args.limit:.0f} s per bound measurement.  ",
@@ -293,7 +303,8 @@ def summarize(args) -> str:
                              + (f"{new['min_margin']:.4f}" if ok(new) else "-") + " | "
                              + (f"{old['min_margin']:.4f}" if ok(old) else "-") + f" | {diff} | {new.get('unstable', '-')} |")
     lines += ["", "## STBP vs box-CROWN on linf (the same process, alternating)", "",
-              "| model | new STBP s | new box-CROWN s | new STBP / box-CROWN | old STBP s | old box-CROWN s | old STBP / box-CROWN |",
+              "| model | new STBP s | new box-CROWN s | new STBP / box-CROWN | old STBP s | old box-CROWN s "
+              "| old STBP / box-CROWN |",
               "|---|---|---|---|---|---|---|"]
     for model in [*ZOO, *SCALING]:
         threat = THREATS["zoo" if model in ZOO else "scaling"]["linf"]
@@ -317,6 +328,20 @@ def summarize(args) -> str:
     Path(args.md).write_text(text)
     figure(rows, get, Path(args.md).with_name("time_vs_relus.png"), args.limit)
     return text
+
+
+def _measuring_argv(argv: list[str]) -> list[str]:
+    """The command line without the summary-only flags."""
+    out, skip = [], False
+    for a in argv:
+        if skip or a == "--summary-only":
+            skip = False
+            continue
+        if a == "--note":
+            skip = True
+            continue
+        out.append(a)
+    return out
 
 
 def headline(rows, get, limit) -> list[str]:
@@ -354,38 +379,43 @@ def headline(rows, get, limit) -> list[str]:
             looser = min(float(np.min(b - a)) for a, b in fin)
             tighter = sum(bool(np.min(b) > np.min(a) + 1e-9) for a, b in fin)
             out.append(f"* {relax} margins vs the previous code over {len(pairs)} cases: max abs difference {diff:.1e}, "
-                       f"most negative (new - old) {looser:.1e}" + (f"; min margin strictly tighter in {tighter}" if relax != "crown" else "")
+                       f"most negative (new - old) {looser:.1e}"
+                       + (f"; min margin strictly tighter in {tighter}" if relax != "crown" else "")
                        + ".")
     return out
 
 
 def figure(rows, get, path: Path, limit) -> None:
+    """Time of one certify call on linf against the number of ReLUs, one marker per model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for impl, relax, style in (("old", "crown", "s--"), ("new", "crown", "o-"), ("new", "alpha-crown", "^-"), ("new", "ibp", "v:")):
-        pts = []
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for impl, relax, marker, color in (("old", "crown", "s", "C0"), ("new", "crown", "o", "C1"),
+                                       ("new", "alpha-crown", "^", "C2"), ("new", "ibp", "v", "C3")):
+        pts, past = [], []
         for model in [*ZOO, *SCALING]:
             threat = THREATS["zoo" if model in ZOO else "scaling"]["linf"]
-            r = get("bounds", impl, model, threat, relax)
+            r, new = get("bounds", impl, model, threat, relax), get("bounds", "new", model, threat, "crown")
             if r and r["status"] == "ok":
                 pts.append((r["relus"], r["time_s"]))
-        pts.sort()
+            elif r and r["status"] == "limit" and new and new["status"] == "ok":
+                past.append(new["relus"])
         if pts:
-            ax.plot(*zip(*pts), style, label=f"{relax} ({impl} code)")
-    limits = [get("bounds", "new", m, THREATS["scaling"]["linf"], "crown") for m in SCALING]
-    for m, r in zip(SCALING, limits):
-        o = get("bounds", "old", m, THREATS["scaling"]["linf"], "crown")
-        if o and o["status"] == "limit" and r and r["status"] == "ok":
-            ax.annotate(f"old > {limit:.0f} s", (r["relus"], limit), fontsize=7, ha="center")
-            ax.plot([r["relus"]], [limit], "s", mfc="none", color="C0")
+            ax.scatter(*zip(*pts), marker=marker, color=color, label=f"{relax} ({impl} code)", zorder=3)
+        if past:
+            ax.scatter(past, [limit] * len(past), marker=marker, facecolors="none", edgecolors=color, zorder=3,
+                       label=f"{relax} ({impl} code): past the {limit:.0f} s limit")
+    labelled = [(r["relus"], r["time_s"], m) for m in SCALING
+                for r in [get("bounds", "new", m, THREATS["scaling"]["linf"], "crown")] if r and r["status"] == "ok"]
+    for k, (x, y, model) in enumerate(sorted(labelled)):  # alternately below and above, so neighbours do not overlap
+        ax.annotate(model, (x, y), textcoords="offset points", xytext=(4, (-9, 5)[k % 2]), fontsize=6)
     ax.set(xscale="log", yscale="log", xlabel="ReLUs", ylabel="time per certify call (s)",
-           title="Bounds on linf: time against network size")
+           title="Bounds on linf, one marker per model (zoo and scaling models)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -403,6 +433,7 @@ def main(argv=None):
     p.add_argument("--out", default=str(RESULTS / "scaling.jsonl"))
     p.add_argument("--md", default=str(RESULTS / "scaling.md"))
     p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--note", help="a line for the summary's header (e.g. which commit --new held)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:

@@ -302,7 +302,8 @@ class _BaB:
                     left = [n.key for n in popped[k + 1:] + queue[:1]] + [c[3].min() for c in children]  # parts still open
                     self.open_lb = min([self.open_lb, node.key] + (left if status == "timeout" else []))
                     if status == "timeout":
-                        return "timeout", None, f"time limit reached in a MILP leaf ({len(queue) + len(popped) - k - 1} other open node(s))"
+                        others = len(queue) + len(popped) - k - 1
+                        return "timeout", None, f"time limit reached in a MILP leaf ({others} other open node(s))"
                     undecided.append(what)
             for child in self.bound(children):
                 heapq.heappush(queue, child)
