@@ -480,7 +480,7 @@ def test_a_nan_timeout_cannot_switch_a_deadline_off(instance):
 
 @pytest.mark.parametrize("method,options,words", [
     ("stbp", {"solver": "highs"}, "solver do not apply to method 'stbp'"),
-    ("box-ibp", {"relaxation": "crown"}, "takes no options"),
+    ("box-ibp", {"relaxation": "crown"}, "relaxation do not apply to method 'box-ibp'"),
     ("milp", {"relaxation": "ibp"}, "relaxation"),
     ("smt", {"bounds": "lp"}, "bounds"),
     ("bab", {"lemmas": False}, "lemmas"),
