@@ -17,8 +17,9 @@ from stverify.complete.milp_verify import verify_milp
 from stverify.complete.smt_verify import verify_smt
 from stverify.errors import InputError
 from stverify.interchange import vnncomp
-from stverify.interchange.vnnlib import (OutputSpec, _num, format_vnnlib, parse_vnnlib, parse_vnnlib_text, write_member_files,
+from stverify.interchange.vnnlib import (OutputSpec, format_vnnlib, parse_vnnlib, parse_vnnlib_text, write_member_files,
                                          write_vnnlib)
+from stverify.interchange.vnnlib.write import _num
 from stverify.network import Flatten, Linear, Network, ReLU
 from stverify.stbp_hybrid.certify import certify
 from stverify.threats import Boxes, parse_threat
