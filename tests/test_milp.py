@@ -225,28 +225,45 @@ def test_relaxing_negligible_terms_keeps_every_point_and_bounds_below():
         assert o.coef @ q + o.const <= obj.coef @ p + obj.const + 1e-12
 
 
-def test_solvers_never_claim_a_minimum_above_a_point_of_the_set():
-    """Regression: on zoo `small` (test #0, a fixed patch) SCIP's and HiGHS's presolve returned
-    "optimal" minima of logit 1 above a point of the set (44.296 and 44.277 against 44.2768) until
-    negligible terms were taken out of the model (``encodings.milp.relax_negligible``)."""
+# (model, test index, threat, layer whose input is minimised (None: the logits), unit, a value of
+# a point of the set below the wrong claims)
+_PRESOLVE_CASES = [("small", 0, "patch:eps=16/255,t=3-4,y=6,x=6,h=4,w=4", None, 1, 44.2769),
+                   ("medmnist", 0, "linf:eps=2/255", 4, 13, -0.85185)]
+
+
+@pytest.mark.parametrize("model,index,threat,layer,unit,below", _PRESOLVE_CASES)
+def test_solvers_never_claim_a_minimum_above_a_point_of_the_set(model, index, threat, layer, unit, below):
+    """Regressions for solver tolerances leaking into bounds.  Zoo `small`, logit 1: SCIP's and
+    HiGHS's presolve returned "optimal" minima above a point of the set (44.296 and 44.277 against
+    44.2768) until negligible terms were taken out of the model (``encodings.milp.relax_negligible``).
+    Zoo `medmnist`, input of layer 4, neuron 13: HiGHS at its default MIP feasibility tolerance (1e-6)
+    returned -0.8518481 against a point at -0.8518582 (``backends.highs.MIP_FEASIBILITY_TOLERANCE``)."""
     from stverify import zoo
     from stverify.data import ensure_dataset
     from stverify.encodings.backends import scip
 
-    net = zoo.pretrained_network("small")
-    x, y = sv.load_sample(ensure_dataset(zoo.ARCHITECTURES["small"].dataset), split="test", index=0)
-    threat = parse_threat("patch:eps=16/255,t=3-4,y=6,x=6,h=4,w=4")
-    enc = encode(net, x, threat, certify(net, x, y, threat, "crown", "threat").bounds)
-    L, c = enc.logits
-    obj = LinExpr(np.asarray(L[1].todense()).ravel(), float(c[1]))
+    net = zoo.pretrained_network(model)
+    x, y = sv.load_sample(ensure_dataset(zoo.ARCHITECTURES[model].dataset), split="test", index=index)
+    threat = parse_threat(threat)
+    bounds = certify(net, x, y, threat, "crown", "threat").bounds
+    if layer is None:
+        enc = encode(net, x, threat, bounds)
+        L, c = enc.logits
+        obj = LinExpr(np.asarray(L[unit].todense()).ravel(), float(c[unit]))
+        value = lambda p: net.forward(p)[unit]  # noqa: E731
+    else:
+        enc = encode(net, x, threat, bounds, upto=layer)
+        coef = np.zeros(enc.model.n_vars)
+        coef[int(enc.vars[layer].reshape(-1)[unit])] = 1.0
+        obj = LinExpr(coef)
+        value = lambda p: net.activations(p)[layer].reshape(-1)[unit]  # noqa: E731
     m, xs = scip.build(enc.model)
     m.setParam("presolving/maxrounds", 0)
     reference = scip.optimize(m, xs, obj)  # SCIP without presolve, on the unrelaxed model
-    points = [enc.point(reference.x)]
     results = {s: solve(enc.model, obj, s) for s in ("scip", "highs")}
-    points += [enc.point(r.x) for r in results.values()]
-    values = [net.forward(p)[1] for p in points if threat.contains(x, p, tol=1e-6)]
-    assert len(values) == 3 and min(values) < 44.2769
+    points = [enc.point(r.x) for r in (reference, *results.values())]
+    values = [value(p) for p in points if threat.contains(x, p, tol=1e-6)]
+    assert len(values) == 3 and min(values) < below
     for s, r in results.items():
         assert r.status == "optimal"
         assert r.bound <= min(values) + 1e-6 * (1 + abs(r.bound)), s
