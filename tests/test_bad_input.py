@@ -443,6 +443,18 @@ def test_labels_outside_the_classes_are_refused_before_any_verdict(instance, y):
             sv.verify(net, x, y, Linf(0.01), method=method)
 
 
+def test_radius_and_exact_bounds_check_their_instance_as_verify_does(instance):
+    net, x, y = instance
+    with pytest.raises(InputError, match="label -1 is not a class"):
+        sv.max_safe_radius(net, x, -1, "linf:eps=0")
+    with pytest.raises(InputError, match="timeout must be > 0"):
+        sv.max_safe_radius(net, x, y, "linf:eps=0", timeout=math.nan)
+    with pytest.raises(InputError, match="non-finite"):
+        sv.exact_bounds(net, np.where(x > 0.5, np.nan, x), "linf:eps=0.01", layer=1)
+    with pytest.raises(InputError, match="the model expects"):
+        sv.exact_bounds(net, x[:, :1], "linf:eps=0.01", layer=1)
+
+
 def test_labels_of_the_data_file_are_checked(bad):
     with pytest.raises(InputError, match=r"negative label -1 \(sample 1\)"):
         load_sample(bad["neg-label.npz"], "test", 0)

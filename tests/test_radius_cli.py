@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
 from conftest import tiny_network
-from stverify import load_network, load_sample, max_safe_radius
+from stverify import counterexample, load_network, load_sample, max_safe_radius
 from stverify.cli import main as cli_main
 from stverify.interchange.onnx_writer import network_to_onnx
 from stverify.replay import replay
@@ -49,7 +50,11 @@ def test_bracket_matches_max_safe_radius(files, capsys):
     info = out["counterexample_info"]
     assert info["replays"] and len(info["frames_changed"]) == 1 and info["predicted"] != y
     assert abs(info["max_abs_change"] - out["upper"]) < 1e-12
-    assert cli_main(argv) == 0  # the human form
+    saved = files[0].replace("m.onnx", "cex.npz")
+    assert cli_main(argv + ["--save-counterexample", saved]) == 0  # the human form, and the counterexample file
+    c = counterexample.load(saved)
+    assert c["label"] == y and np.array_equal(c["x0"], x) and np.array_equal(c["counterexample"], cex)
+    assert c["threat"].spec() == AnyFrames(out["upper"], 1).spec() and c["frames"] == info["frames_changed"]
     err = capsys.readouterr().err
     lo, hi = map(float, re.search(r"max safe radius in \[([^,]+), ([^\]]+)\]: exact to 0.001", err).groups())
     assert max(lo, api.lower) <= min(hi, api.upper) + 1e-6  # printed to 6 digits
@@ -64,7 +69,10 @@ def test_no_counterexample_below_eps_max_and_user_errors(files, capsys):
     assert "no counterexample up to eps_max = 0.0001" in err and "linf:eps=*" in err
     for argv, words in [(["--threat", "anyframes:k=7"], "k must be in 1..T=3"),
                         (["--threat", "blob"], "unknown threat kind 'blob'"),
-                        (["--threat", "linf", "--index", "9"], "index 9 out of range")]:
+                        (["--threat", "linf", "--index", "9"], "index 9 out of range"),
+                        (["--threat", "linf", "--label", "-1"], "--label -1 is not a class of the model"),
+                        (["--threat", "linf", "--timeout", "nan"], "--timeout must be > 0 seconds"),
+                        (["--threat", "linf", "--save-counterexample", str(Path(data).parent)], "is a directory")]:
         assert cli_main(["radius", "--model", model, "--data", data] + argv) == 2
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1, err

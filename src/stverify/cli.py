@@ -21,6 +21,7 @@ from rich.table import Table
 
 from . import validation
 from .errors import InputError
+from .instance_args import add_instance_arguments
 from .interchange.vnncomp import format_result
 from .threats import EXAMPLES, ThreatError, parse_threat
 
@@ -185,15 +186,6 @@ def _method_options(args) -> dict:
     return opts
 
 
-def _writable(path: str, flag: str) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        raise InputError(f"{flag} {path!r} is a directory; give a file name")
-    if not p.parent.is_dir():
-        raise InputError(f"{flag} {path!r}: the folder {str(p.parent)!r} does not exist")
-    return p
-
-
 def _rows(res, instance: str, threat: str, method: str) -> list[dict]:
     """Table rows: one for the result, or for ``--method all`` one per method, the skipped ones and the verdict."""
     if method != "all" or "methods" not in res.stats:
@@ -218,7 +210,7 @@ def _verify_vnnlib(args) -> int:
     args.method = args.method or "bab"
     timeout = validation.timeout(args.timeout, "--timeout")
     opts = _method_options(args)
-    out = None if args.out is None else _writable(args.out, "--out")
+    out = None if args.out is None else validation.output_file(args.out, "--out")
     prop = load_vnnlib(args.vnnlib, _model(args.model, args.arch))
     with stdout_to_stderr():  # solvers' own output never reaches stdout
         res = prop.verify(method=args.method, timeout=timeout, **opts)
@@ -248,7 +240,7 @@ def cmd_verify(args) -> int:
     threat = _threat(args.threat, "--threat")
     timeout = validation.timeout(args.timeout, "--timeout")
     opts = _method_options(args)
-    save = None if args.save_counterexample is None else _writable(args.save_counterexample, "--save-counterexample")
+    save = None if args.save_counterexample is None else validation.output_file(args.save_counterexample, "--save-counterexample")
     net, data = _model_and_data(args.model, args.arch, args.data)
     x, label = load_sample(data, args.split, args.index)
     if x.shape != net.input_shape:
@@ -312,12 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="verify one instance", description="Verify one instance of a MedMNIST-format .npz against a threat set, "
                        "or a VNN-LIB property (--vnnlib), answered in the VNN-COMP result format.")
-    v.add_argument("--model", required=True, help="zoo model name, .onnx file, or .pt state file (with --arch)")
-    v.add_argument("--arch", help="zoo architecture for a .pt state file (loaded with weights_only=True)")
-    v.add_argument("--data", help="MedMNIST-format .npz (default: the zoo model's generated dataset)")
-    v.add_argument("--split", default="test", choices=("train", "val", "test"))
-    v.add_argument("--index", type=int, default=0)
-    v.add_argument("--label", type=int, help="class to verify, 0..n_classes-1 (default: the dataset label)")
+    add_instance_arguments(v, data_help="MedMNIST-format .npz (default: the zoo model's generated dataset)")
     v.add_argument("--threat", help=THREAT_HELP)
     v.add_argument("--vnnlib", metavar="PROP.vnnlib", help="verify this VNN-LIB property instead of --data/--threat; writes the "
                    "VNN-COMP result (sat + witness, unsat, timeout, unknown, error) to --out or stdout")

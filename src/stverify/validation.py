@@ -9,6 +9,8 @@ import math
 import numbers
 import operator
 
+from pathlib import Path
+
 import numpy as np
 
 from .errors import InputError
@@ -61,6 +63,26 @@ def input_array(x, shape, dom, what: str = "input") -> np.ndarray:
     return x
 
 
+def instance(net, x, y, threat, timeout_s=None, dom=None, *, labelled: bool = True):
+    """One verification instance, validated: a stverify classifier, x of its input shape and finite
+    inside the domain, y one of its classes (``labelled=False``: no label, y ignored, as for neuron
+    bounds), a threat (object or string) that fits x, a time limit.  Returns (x, y, threat, timeout, domain)."""
+    from .network.layers import Network
+    from .threats import DEFAULT_DOMAIN, Boxes, Threat, parse_threat
+
+    if not isinstance(net, Network):
+        raise InputError(f"net must be a stverify Network, got {type(net).__name__}; convert it with stverify.load_network")
+    if net.n_classes < 2:
+        raise InputError(f"the network has {net.n_classes} output; a classifier needs at least 2 classes")
+    threat = parse_threat(threat) if isinstance(threat, str) else threat
+    if not isinstance(threat, Threat):
+        raise InputError(f"threat must be a Threat or a threat string, got {type(threat).__name__}")
+    dom = domain(DEFAULT_DOMAIN if dom is None else dom)
+    x = input_array(x, net.input_shape, None if isinstance(threat, Boxes) else dom)
+    threat.validate(x.shape)
+    return x, label(y, net.n_classes) if labelled else None, threat, timeout(timeout_s), dom
+
+
 def timeout(t, what: str = "timeout") -> float | None:
     """None (no limit) or a number of seconds > 0; +inf means no limit."""
     if t is None:
@@ -96,3 +118,13 @@ def number(v, what: str, lo: float | None = None, positive: bool = False) -> flo
     if lo is not None and v < lo:
         raise InputError(f"{what} must be >= {lo:g}, got {v:g}")
     return v
+
+
+def output_file(path, what: str) -> Path:
+    """A file name to write, checked before the work that produces it: not a folder, its folder exists."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} {str(path)!r} is a directory; give a file name")
+    if not p.parent.is_dir():
+        raise InputError(f"{what} {str(path)!r}: the folder {str(p.parent)!r} does not exist")
+    return p

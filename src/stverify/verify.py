@@ -27,12 +27,11 @@ from .complete.milp_verify import verify_milp
 from .complete.smt_verify import verify_smt
 from . import validation
 from .errors import InputError
-from .network.layers import Network
 from .replay import replay
 from .result import VerifyResult
 from .stbp_hybrid.certify import RELAXATIONS
 from .stbp_hybrid.methods import verify_box_crown, verify_box_ibp, verify_stbp
-from .threats import DEFAULT_DOMAIN, Boxes, Threat, parse_threat
+from .threats import DEFAULT_DOMAIN, Threat
 
 ATTACK_BUDGET_S = 1.0
 COMPLETE = {"milp", "smt", "bab"}
@@ -87,23 +86,13 @@ def _takes(method: str) -> str:
 
 def check_call(net, x, y, threat: Threat | str, method: str, timeout, domain, options: dict):
     """verify()'s arguments, validated (module docstring): (x, y, threat, timeout, domain)."""
-    if not isinstance(net, Network):
-        raise InputError(f"net must be a stverify Network, got {type(net).__name__}; convert it with stverify.load_network")
-    if net.n_classes < 2:
-        raise InputError(f"the network has {net.n_classes} output; a classifier needs at least 2 classes")
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     if extra := refused_options(method, options):
         raise InputError(f"option(s) {', '.join(extra)} do not apply to method {method!r} ({_takes(method)})")
     if method == "stbp" and options.get("relaxation", "crown") not in RELAXATIONS:
         raise InputError(f"relaxation must be one of {', '.join(RELAXATIONS)}, got {options['relaxation']!r}")
-    threat = parse_threat(threat) if isinstance(threat, str) else threat
-    if not isinstance(threat, Threat):
-        raise InputError(f"threat must be a Threat or a threat string, got {type(threat).__name__}")
-    domain = validation.domain(domain)
-    x = validation.input_array(x, net.input_shape, None if isinstance(threat, Boxes) else domain)
-    threat.validate(x.shape)
-    return x, validation.label(y, net.n_classes), threat, validation.timeout(timeout), domain
+    return validation.instance(net, x, y, threat, timeout, domain)
 
 
 def verify(net, x: np.ndarray, y: int, threat: Threat | str, method: str = "stbp", timeout: float | None = None,

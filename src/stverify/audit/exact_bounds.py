@@ -43,7 +43,7 @@ from multiprocessing import forkserver
 import numpy as np
 import torch
 
-from .. import tolerances
+from .. import tolerances, validation
 from ..complete.lp_tighten import tighten
 from ..complete.milp_verify import BOUND_SOURCES
 from ..encodings.common import dependency_masks
@@ -53,7 +53,7 @@ from ..network.layers import Network, ReLU
 from ..stbp_hybrid.certify import certify, make_support, torch_layers
 from ..stbp_hybrid.first_layer import attaining_point
 from ..stbp_hybrid.propagate import first_affine_index
-from ..threats import DEFAULT_DOMAIN, Threat, parse_threat
+from ..threats import DEFAULT_DOMAIN, Threat
 from .neuron_milp import SIDES, Job, JobResult, layer_values, skipped, solve_chunk
 
 SOURCES = ("stbp", "lp")
@@ -116,12 +116,8 @@ def exact_layer_bounds(net: Network, x: np.ndarray, threat: Threat | str, layers
     """``exact_bounds`` of several layers in one run ({layer: neurons}), in layer order, each
     layer's exact bounds tightening the big-M of the next."""
     start = time.monotonic()
-    deadline = start + (math.inf if timeout is None else float(timeout))
-    threat = parse_threat(threat) if isinstance(threat, str) else threat
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape != net.input_shape:
-        raise InputError(f"x must have the network's input shape {net.input_shape}, got {x.shape}")
-    threat.validate(x.shape)
+    x, _, threat, timeout, domain = validation.instance(net, x, None, threat, timeout, domain, labelled=False)
+    deadline = start + (math.inf if timeout is None else timeout)
     if bounds not in SOURCES:
         raise InputError(f"bounds must be one of {', '.join(SOURCES)}, got {bounds!r}")
     if workers < 1:

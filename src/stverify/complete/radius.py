@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import tolerances
+from .. import tolerances, validation
 from ..encodings.backends import solve
 from ..encodings.milp import LinExpr, encode
 from ..stbp_hybrid.certify import certify
-from ..threats import DEFAULT_DOMAIN, Threat, parse_threat
+from ..threats import DEFAULT_DOMAIN, Threat
 from ..verify import verify
 from .attack import attack
 from ..replay import replay
@@ -169,8 +169,7 @@ def max_safe_radius(net, x, y: int, threat: Threat | str, tol: float = 1e-4, eps
     """The maximum safe radius of ``threat``'s kind (its eps is ignored) to ``tol`` (module docstring)."""
     if complete not in COMPLETE:
         raise ValueError(f"complete must be one of {', '.join(COMPLETE)}, got {complete!r}")
-    threat = parse_threat(threat) if isinstance(threat, str) else threat
-    x = np.asarray(x, dtype=np.float64)
+    x, y, threat, timeout, domain = validation.instance(net, x, y, threat, timeout, domain)
     if complete == "auto":
         complete = "eps-milp" if threat.n_members(x.shape) <= EPS_MILP_MAX_MEMBERS else "bab"
     deadline = time.perf_counter() + (math.inf if timeout is None else timeout)

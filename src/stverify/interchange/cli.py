@@ -6,7 +6,9 @@ import json
 import numpy as np
 from rich.console import Console
 
+from .. import counterexample, validation
 from ..errors import InputError
+from ..instance_args import add_instance_arguments
 from ..threats import EXAMPLES, format_eps, parse_eps
 
 DEFAULT_TIMEOUT = 60.0
@@ -64,18 +66,32 @@ def cmd_radius(args) -> int:
     from ..threats import parse_threat
     from .export import model_spec
 
+    timeout = validation.timeout(args.timeout, "--timeout")
+    save = None if args.save_counterexample is None else validation.output_file(args.save_counterexample,
+                                                                                  "--save-counterexample")
     spec = model_spec(args.model, args.arch, args.data)
     net = spec.load()
     x, label = load_sample(data_path(spec.dataset()), args.split, args.index)
-    y = label if args.label is None else args.label
+    if args.label is None:
+        y = validation.label(label, net.n_classes, f"the label of {str(spec.dataset())!r} [{args.split} #{args.index}]")
+    else:
+        y = validation.label(args.label, net.n_classes, "--label")
     threat = parse_threat(free_eps(args.threat))
-    threat.validate(x.shape)
-    res = max_safe_radius(net, x, y, threat, tol=args.tol, eps_max=args.eps_max, timeout=args.timeout,
+    try:
+        threat.validate(x.shape)
+    except InputError as e:
+        raise InputError(f"--threat: {e}") from None
+    res = max_safe_radius(net, x, y, threat, tol=args.tol, eps_max=args.eps_max, timeout=timeout,
                           complete=args.complete, solver=args.solver)
     family = threat.spec().replace(f"eps={format_eps(threat.eps)}", "eps=*")
     info = None if res.counterexample is None else describe_counterexample(net, x, y, threat, res.upper, res.counterexample)
-    if args.save_counterexample and res.counterexample is not None:
-        np.save(args.save_counterexample, res.counterexample)
+    if save is not None and res.counterexample is not None:
+        counterexample.save(save, x, res.counterexample, y, threat.with_eps(res.upper), model=spec.name,
+                            method=f"radius ({args.complete})", margin=info["margin_float64"], data=str(spec.dataset()),
+                            split=args.split, index=args.index)
+        _console().print(f"counterexample saved to {save}; draw it with: stverify render {save}")
+    elif save is not None:
+        _console().print(f"no counterexample up to eps_max: nothing saved to {save}")
     if args.json:
         out = {"model": spec.name, "data": str(spec.dataset()), "split": args.split, "index": args.index, "label": int(y),
                "threat": family, "lower": res.lower, "upper": res.upper, "exact": res.exact, "tol": res.tol,
@@ -114,13 +130,9 @@ def register(sub) -> None:
                                    "stverify instance behind every file), from --model/--index/--threat or a bench config.")
     e.add_argument("config", nargs="?", help="a bench TOML config: export its instances (its methods aside)")
     e.add_argument("--out", required=True, help="output folder")
-    e.add_argument("--model", help="zoo model name, .onnx file, or .pt state file (with --arch)")
-    e.add_argument("--arch", help="zoo architecture for a .pt state file")
-    e.add_argument("--data", help="MedMNIST-format .npz or zoo dataset name (default: the zoo model's dataset); "
-                                  "with a config: replaces the data of the models whose input shape matches")
-    e.add_argument("--split", default="test", choices=("train", "val", "test"))
-    e.add_argument("--index", type=int, nargs="+", default=[0], help="input indices (default 0)")
-    e.add_argument("--label", type=int, help="class to verify (default: the dataset label)")
+    add_instance_arguments(e, model_required=False, many=True,
+                           data_help="MedMNIST-format .npz or zoo dataset name (default: the zoo model's dataset); "
+                                     "with a config: replaces the data of the models whose input shape matches")
     e.add_argument("--threat", action="append", help="threat set (repeatable), e.g. " + EXAMPLES["anyframes"])
     e.add_argument("--timeout", type=float, help=f"seconds per instance in instances.csv (default: the config's, "
                                                  f"else {DEFAULT_TIMEOUT:g})")
@@ -134,12 +146,7 @@ def register(sub) -> None:
                        description="Bracket the largest eps for which the instance stays robust under the threat "
                                    "(its eps is free): STBP and attacks, then the eps-MILP or bisection with a complete "
                                    "method; prints the bracket and the counterexample at its upper end.")
-    r.add_argument("--model", required=True, help="zoo model name, .onnx file, or .pt state file (with --arch)")
-    r.add_argument("--arch", help="zoo architecture for a .pt state file")
-    r.add_argument("--data", help="MedMNIST-format .npz or zoo dataset name (default: the zoo model's dataset)")
-    r.add_argument("--split", default="test", choices=("train", "val", "test"))
-    r.add_argument("--index", type=int, default=0)
-    r.add_argument("--label", type=int, help="class to verify (default: the dataset label)")
+    add_instance_arguments(r)
     r.add_argument("--threat", required=True, help="threat kind and its keys, eps left out (ignored if given), e.g. "
                    "anyframes:k=1, linf, anypatch:len=2,h=3,w=3")
     r.add_argument("--tol", type=parse_eps, default=1e-4, help="stop when upper - lower <= tol (default 1e-4)")
@@ -150,5 +157,6 @@ def register(sub) -> None:
     r.add_argument("--solver", default="scip", help="MILP backend: scip (default), highs, gurobi")
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     r.add_argument("--counterexample", action="store_true", help="include the counterexample in --json output")
-    r.add_argument("--save-counterexample", metavar="FILE.npy", help="save the counterexample at the upper end as .npy")
+    r.add_argument("--save-counterexample", metavar="FILE.npz", help="save the counterexample at the upper end (x0, x', "
+                   "label, the threat at that eps, the member; draw it with `stverify render`)")
     r.set_defaults(func=cmd_radius)
