@@ -347,6 +347,16 @@ def test_bench_config_is_range_checked(name, words, configs, capsys, tmp_path):
         run_bench(load_config(configs[name]), out)
 
 
+@pytest.mark.parametrize("argv,words", [(["--label", "-1"], ["--label -1", "0..3"]),
+                                        (["--timeout", "nan"], ["--timeout", "nan"]),
+                                        (["--index", "999"], ["index 999 out of range"])])
+def test_export_refuses_before_writing_anything(argv, words, capsys, tmp_path, torch_one_thread):
+    out = tmp_path / "out"
+    _assert_one_line_error(*_run(["export", "--model", TINY, "--threat", OK_THREAT, "--out", str(out)] + argv, capsys),
+                           words)
+    assert not out.exists()
+
+
 def test_the_shipped_configs_pass_the_checks():
     from stverify.verify import refused_options
 

@@ -25,6 +25,7 @@ import onnx
 
 from ..bench.config import ModelSpec, data_path, expand, load_config
 from ..data import DATASETS, load_sample
+from .. import validation
 from ..errors import InputError
 from ..network import Network
 from ..threats import AnyFrames, AnyPatch, Frames, Patch, Threat, parse_threat
@@ -81,11 +82,12 @@ def items_from_args(spec: ModelSpec, split: str, indices, threats, label: int | 
         x, y = load_sample(data_path(data), split, index)
         if x.shape != net.input_shape:
             raise InputError(f"{data}: inputs of shape {x.shape}, but the model {spec.name} takes {net.input_shape}")
+        y = validation.label(y, net.n_classes, f"the label of {data!r} [{split} #{index}]") if label is None \
+            else validation.label(label, net.n_classes, "--label")
         for text in threats:
             threat = parse_threat(text)
             threat.validate(x.shape)
-            items.append(Item(spec.name, spec.file, spec.arch, data, split, int(index), int(y if label is None else label),
-                              threat.spec(), x))
+            items.append(Item(spec.name, spec.file, spec.arch, data, split, int(index), y, threat.spec(), x))
     return items, {spec.name: net}
 
 
