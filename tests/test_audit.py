@@ -147,6 +147,23 @@ def test_planted_unsound_bound_and_wrong_verdicts_are_flagged(exact_run, tmp_pat
     assert why[by["verified"]["index"]].startswith("claims falsified (sat); the witness not misclassified on replay")
 
 
+@pytest.mark.parametrize("bad", ["results", "bounds"])
+def test_bad_claim_files_are_refused_before_the_audit_runs(exact_run, tmp_path, bad):
+    """A malformed results or bounds file is a one-line InputError, and no output folder is started."""
+    out, records = _copy(exact_run, tmp_path)
+    results = _vnncomp(tmp_path, out, records, wrong=False)
+    write_bounds_file(tmp_path / "bounds.json", _exact_claims(records))
+    if bad == "results":
+        results.write_text("stverify,onnx/tiny.onnx\n")
+    else:
+        (tmp_path / "bounds.json").write_text((tmp_path / "bounds.json").read_text().replace("-1000000.0", "NaN", 1))
+    fresh = tmp_path / "fresh"
+    with pytest.raises(InputError, match="columns" if bad == "results" else "NaN"):
+        audit(exact_run[0] / "audit.toml", fresh, bounds_files={"tool": tmp_path / "bounds.json"},
+              results={"tool": results}, manifest=tmp_path)
+    assert not fresh.exists()
+
+
 def test_cli_exit_status_and_report(exact_run, tmp_path, capsys):
     out, records = _copy(exact_run, tmp_path)
     write_bounds_file(tmp_path / "planted.json", _exact_claims(records, plant=(records[1], 6, 0)))

@@ -168,10 +168,11 @@ def select_neurons(net, layer: int, n, seed: int) -> np.ndarray:
 
 
 def external_layers(opts: AuditOptions, insts: list[Instance], nets: dict) -> dict[Key, set[int]]:
-    """Per instance, the layers that bounds files claim (so that their exact bounds are computed too)."""
-    if not opts.bounds_files:
+    """Per instance, the layers that bounds files claim (so that their exact bounds are computed too).
+    Every claim file, results files included, is read here: a bad one is refused before the audit runs."""
+    if not opts.bounds_files and not opts.results:
         return {}
-    sources = {"bounds_files": opts.bounds_files, "results": {}, "manifest": opts.manifest}
+    sources = {"bounds_files": opts.bounds_files, "results": opts.results, "manifest": opts.manifest}
     claims, _ = load_external(sources, {i.key: nets[i.key.model] for i in insts}, {i.key: i.spec.file for i in insts})
     out = {}
     for key, cs in claims.items():
@@ -254,12 +255,12 @@ def audit(config=None, out=None, *, bounds_files: dict | None = None, results: d
     if not resume and (Path(out) / "results.jsonl").exists():
         raise InputError(f"{out} already holds audit results; pass --resume to continue that audit (or to audit more "
                          "claims against its exact answers), or choose another --out")
+    extra = external_layers(opts, insts, nets)  # before anything is written
     store = Store(out, resume)
     if config is not None:  # kept by name: several configs may add instances to one audit
         (Path(out) / Path(config).name).write_text(Path(config).read_text())
     (Path(out) / SOURCES_FILE).write_text(json.dumps({"bounds_files": opts.bounds_files, "results": opts.results,
                                                       "manifest": opts.manifest, "tol": opts.tol}, indent=1) + "\n")
-    extra = external_layers(opts, insts, nets)
     todo = [i for i in insts if "|".join(map(str, (*i.key, "audit"))) not in store.keys]
     console.print(f"{len(insts)} instances ({len(insts) - len(todo)} already done), claims of "
                   f"{', '.join(dict.fromkeys([m.label for m in (insts[0].methods if insts else ())] + list(opts.bounds_files) + list(opts.results))) or 'none'}; "
