@@ -453,8 +453,16 @@ def test_labels_outside_the_classes_are_refused_before_any_verdict(instance, y):
             sv.verify(net, x, y, Linf(0.01), method=method)
 
 
-def test_radius_and_exact_bounds_check_their_instance_as_verify_does(instance):
+def test_the_other_entry_points_check_their_instance_as_verify_does(instance):
+    """max_safe_radius, exact_bounds, certify and crosscheck refuse what verify refuses."""
     net, x, y = instance
+    for bad_label in (-1, 3, 1.5):
+        with pytest.raises(InputError, match="label|class"):
+            sv.certify(net, x, bad_label, Linf(0.01))
+        with pytest.raises(InputError, match="label|class"):
+            sv.crosscheck(net, x, bad_label, Linf(0.01), timeout=5)
+    with pytest.raises(InputError, match="non-finite"):
+        sv.certify(net, np.where(x > 0.5, np.nan, x), y, Linf(0.01))
     with pytest.raises(InputError, match="label -1 is not a class"):
         sv.max_safe_radius(net, x, -1, "linf:eps=0")
     with pytest.raises(InputError, match="timeout must be > 0"):

@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
+from .. import validation
 from ..encodings.backends import SOLVERS
 from ..result import VerifyResult
-from ..threats import DEFAULT_DOMAIN, Threat, parse_threat
+from ..threats import DEFAULT_DOMAIN, Threat
 from ..verify import ATTACK_BUDGET_S, verify
 from .attack import attack
 from ..replay import replay
@@ -123,8 +123,7 @@ def crosscheck(net, x, y, threat: Threat | str, timeout: float = 60.0, solvers=N
     """Run every method on one instance and compare (module docstring).  ``solvers``: the MILP
     backends (default all); ``timeout``: seconds per method; ``budget``: seconds for all of them
     instead (each row gets an equal share of the time left)."""
-    threat = parse_threat(threat) if isinstance(threat, str) else threat
-    x, y = np.asarray(x, dtype=np.float64), int(y)
+    x, y, threat, _, domain = validation.instance(net, x, y, threat, timeout, domain)  # timeout: per method
     runs = [("stbp", "stbp", {})]
     runs += [(f"milp-{s}", "milp", {"solver": s, "bounds": milp_bounds}) for s in (solvers or SOLVERS)]
     runs += [("smt", "smt", {})] + ([("smt-plain", "smt", {"lemmas": False})] if plain else [])

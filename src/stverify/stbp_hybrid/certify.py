@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import tolerances
+from .. import tolerances, validation
 from ..errors import InputError
 from ..threats import DEFAULT_DOMAIN, AnyPatch, Boxes, Threat
 from .budget import default_budget
@@ -93,12 +93,8 @@ def torch_device(device) -> torch.device:
 def _check(net, x, y, method):
     if method not in RELAXATIONS:
         raise ValueError(f"method must be one of {', '.join(RELAXATIONS)}, got {method!r}")
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape != net.input_shape:
-        raise ValueError(f"x must have the network's input shape {net.input_shape}, got {x.shape}")
-    if not 0 <= int(y) < net.n_classes:
-        raise ValueError(f"label {y} out of range for {net.n_classes} classes")
-    return x
+    validation.label(y, net.n_classes)
+    return validation.input_array(x, net.input_shape, None)
 
 
 def certify(net, x: np.ndarray, y: int, threat: Threat, method: str = "crown", concretize: str = "threat",
