@@ -118,7 +118,7 @@ def config_instances(config_path) -> tuple[list[Instance], dict]:
     tasks, nets = expand(cfg)
     out: dict = {}
     for t in tasks:
-        key = Key(t.model, t.split, t.index, t.threat)
+        key = Key.of(t)
         if key not in out:
             out[key] = Instance(key, ModelSpec(t.model, t.model_file, t.arch, t.data), t.data, t.label, t.kind, t.eps, t.x,
                                 cfg.methods)
@@ -129,7 +129,7 @@ def manifest_instances(manifest_path, nets: dict) -> list[Instance]:
     """The instances an export manifest names (models loaded into ``nets`` as needed)."""
     out: dict = {}
     for e in mf.read_manifest(manifest_path):
-        key = Key(e.model, e.split, e.index, e.threat)
+        key = Key.of(e)
         if key in out:
             continue
         spec = ModelSpec(e.model, e.model_file, e.arch, e.data)

@@ -59,6 +59,12 @@ class Key(NamedTuple):
     index: int
     threat: str
 
+    @classmethod
+    def of(cls, inst) -> "Key":
+        """The key of an instance: anything with ``model``, ``split``, ``index`` and ``threat``
+        (a bench task, a manifest entry, a results record as a dict)."""
+        return cls(*(inst[f] if isinstance(inst, dict) else getattr(inst, f) for f in cls._fields))
+
 
 @dataclass
 class Claim:
@@ -264,7 +270,7 @@ def vnncomp_claims(source: str, results_csv, exported: list[mf.ExportedInstance]
     out, unmatched = {}, []
     for r in rows:
         inst = matched.get(r.vnnlib)
-        key = None if inst is None else Key(inst.model, inst.split, inst.index, inst.threat)
+        key = None if inst is None else Key.of(inst)
         if key is None or key not in nets:
             unmatched.append(r.vnnlib)
             continue
@@ -288,8 +294,8 @@ def load_external(sources: dict, nets: dict, model_files: dict) -> tuple[dict[Ke
     root = Path(sources["manifest"]) if sources.get("manifest") else None
     if root is not None and not root.is_dir():
         root = root.parent
-    instance_of = {e.vnnlib: Key(e.model, e.split, e.index, e.threat) for e in exported}
-    onnx_for = {Key(e.model, e.split, e.index, e.threat): root / e.onnx for e in exported}
+    instance_of = {e.vnnlib: Key.of(e) for e in exported}
+    onnx_for = {Key.of(e): root / e.onnx for e in exported}
     for key, f in model_files.items():
         if f and str(f).endswith(".onnx"):
             onnx_for[key] = Path(f)
@@ -301,7 +307,7 @@ def load_external(sources: dict, nets: dict, model_files: dict) -> tuple[dict[Ke
             if "vnnlib" in e.key:
                 hit = mf.match([e.key["vnnlib"]], exported).get(e.key["vnnlib"])
                 if hit is not None:
-                    instance_of[e.key["vnnlib"]] = Key(hit.model, hit.split, hit.index, hit.threat)
+                    instance_of[e.key["vnnlib"]] = Key.of(hit)
         claims = bounds_claims(tool, entries, nets, onnx_for, instance_of)
         if len(claims) < len(entries):
             notes.append(f"{tool}: {len(entries) - len(claims)} of {len(entries)} bounds entries name instances "

@@ -44,17 +44,13 @@ def _arr(v) -> np.ndarray:
     return np.asarray(v, dtype=object).astype(np.float64) if len(v) else np.zeros(0)
 
 
-def _key(r: dict) -> Key:
-    return Key(r["model"], r["split"], r["index"], r["threat"])
-
-
 class Context:
     """Networks, inputs and external claims of the records of one audit directory."""
 
     def __init__(self, out: Path, records: list[dict]):
         self.out = Path(out)
-        self.specs = {_key(r): ModelSpec(r["model"], r["model_file"], r["arch"]) for r in records}
-        self.records = {_key(r): r for r in records}
+        self.specs = {Key.of(r): ModelSpec(r["model"], r["model_file"], r["arch"]) for r in records}
+        self.records = {Key.of(r): r for r in records}
         loaded: dict = {}
         self.nets = {}
         for key, spec in self.specs.items():
@@ -80,7 +76,7 @@ def claims_of(r: dict, ctx: Context) -> dict[str, dict]:
     for label, c in r["claims"].items():
         out[label] = {"kind": c["kind"], "verdict": c["verdict"], "witness": None, "time_s": c["time_s"],
                       "bounds": {int(i): (_arr(b["lo"]), _arr(b["hi"])) for i, b in c["bounds"].items()}}
-    for c in ctx.external.get(_key(r), []):
+    for c in ctx.external.get(Key.of(r), []):
         bounds = {}
         for i, (lo, hi) in c.bounds.items():
             if str(i) in r["exact_bounds"]:
@@ -131,7 +127,7 @@ def analyse(records: list[dict], ctx: Context) -> dict:
     """Every comparison of the audit (see the module docstring), as rows for tables and figures."""
     unsound, neurons, verdicts = [], [], []
     for r in records:
-        net = ctx.nets[_key(r)]
+        net = ctx.nets[Key.of(r)]
         where = {k: r[k] for k in ("model", "split", "index", "threat")}
         for source, c in claims_of(r, ctx).items():
             if c["verdict"] is not None:
@@ -326,7 +322,7 @@ def write_report(out) -> dict:
     from .plots import write_figures
 
     out = Path(out)
-    records = list({"|".join(map(str, _key(r))): r for r in read_results(out / "results.jsonl")}.values())
+    records = list({"|".join(map(str, Key.of(r))): r for r in read_results(out / "results.jsonl")}.values())
     if not records:
         raise InputError(f"{out / 'results.jsonl'}: no audit results (run stverify audit CONFIG --out {out} first)")
     ctx = Context(out, records)
