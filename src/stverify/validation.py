@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .network.layers import Network
+from .threats import DEFAULT_DOMAIN, Boxes, Threat, parse_threat
 
 DOMAIN_TOL = 1e-12  # as ``Threat.interval``: an input may exceed the domain by this much
 
@@ -67,9 +69,6 @@ def instance(net, x, y, threat, timeout_s=None, dom=None, *, labelled: bool = Tr
     """One verification instance, validated: a stverify classifier, x of its input shape and finite
     inside the domain, y one of its classes (``labelled=False``: no label, y ignored, as for neuron
     bounds), a threat (object or string) that fits x, a time limit.  Returns (x, y, threat, timeout, domain)."""
-    from .network.layers import Network
-    from .threats import DEFAULT_DOMAIN, Boxes, Threat, parse_threat
-
     if not isinstance(net, Network):
         raise InputError(f"net must be a stverify Network, got {type(net).__name__}; convert it with stverify.load_network")
     if net.n_classes < 2:
