@@ -245,10 +245,7 @@ def cmd_verify(args) -> int:
     x, label = load_sample(data, args.split, args.index)
     if x.shape != net.input_shape:
         raise InputError(f"--data {str(data)!r} holds inputs of shape {x.shape}; the model expects {net.input_shape}")
-    if args.label is None:
-        y = validation.label(label, net.n_classes, f"the label of {str(data)!r} [{args.split} #{args.index}]")
-    else:
-        y = validation.label(args.label, net.n_classes, "--label")
+    y = validation.chosen_label(args.label, label, net.n_classes, f"{str(data)!r} [{args.split} #{args.index}]")
     try:
         threat.validate(x.shape)
     except ThreatError as e:

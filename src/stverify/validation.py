@@ -33,6 +33,14 @@ def label(y, n_classes: int, what: str = "label") -> int:
     return i
 
 
+def chosen_label(given, stored, n_classes: int, sample: str) -> int:
+    """``--label`` when given, else the label stored with the sample (``sample`` names it: file,
+    split, index), checked as a class of the model."""
+    if given is None:
+        return label(stored, n_classes, f"the label of {sample}")
+    return label(given, n_classes, "--label")
+
+
 def domain(dom) -> tuple[float, float]:
     """A data domain (lo, hi) of finite floats with lo < hi."""
     try:

@@ -72,10 +72,7 @@ def cmd_radius(args) -> int:
     spec = model_spec(args.model, args.arch, args.data)
     net = spec.load()
     x, label = load_sample(data_path(spec.dataset()), args.split, args.index)
-    if args.label is None:
-        y = validation.label(label, net.n_classes, f"the label of {str(spec.dataset())!r} [{args.split} #{args.index}]")
-    else:
-        y = validation.label(args.label, net.n_classes, "--label")
+    y = validation.chosen_label(args.label, label, net.n_classes, f"{str(spec.dataset())!r} [{args.split} #{args.index}]")
     threat = parse_threat(free_eps(args.threat))
     try:
         threat.validate(x.shape)

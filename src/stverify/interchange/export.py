@@ -82,8 +82,7 @@ def items_from_args(spec: ModelSpec, split: str, indices, threats, label: int | 
         x, y = load_sample(data_path(data), split, index)
         if x.shape != net.input_shape:
             raise InputError(f"{data}: inputs of shape {x.shape}, but the model {spec.name} takes {net.input_shape}")
-        y = validation.label(y, net.n_classes, f"the label of {data!r} [{split} #{index}]") if label is None \
-            else validation.label(label, net.n_classes, "--label")
+        y = validation.chosen_label(label, y, net.n_classes, f"{data!r} [{split} #{index}]")
         for text in threats:
             threat = parse_threat(text)
             threat.validate(x.shape)
