@@ -28,6 +28,12 @@ class Replay:
     margin32: float = float("nan")
 
 
+def logits32(net, x: np.ndarray) -> np.ndarray:
+    """The logits of the float32 torch model at x (C x T x H x W), as float64."""
+    with torch.no_grad():
+        return net.to_torch(torch.float32)(torch.as_tensor(x[None], dtype=torch.float32))[0].numpy().astype(np.float64)
+
+
 def _margin(logits: np.ndarray, y: int) -> float:
     return float(logits[y] - np.max(np.delete(logits, y)))
 
@@ -59,8 +65,7 @@ def replay(net, x0: np.ndarray, y: int, threat: Threat, x1: np.ndarray, domain=D
     if not threat.contains(x0, p, tol=1e-12, domain=domain):
         return Replay(False, p, "the point is not in the threat set")
     m64 = _margin(net.forward(p), y)
-    with torch.no_grad():
-        m32 = _margin(net.to_torch(torch.float32)(torch.as_tensor(p[None], dtype=torch.float32))[0].numpy().astype(np.float64), y)
+    m32 = _margin(logits32(net, p), y)
     ok = m64 < -tolerances.REPLAY_MARGIN and m32 < -tolerances.REPLAY_MARGIN
     reason = "" if ok else f"not misclassified on replay (float64 margin {m64:.3g}, float32 margin {m32:.3g})"
     return Replay(ok, p, reason, m64, m32)

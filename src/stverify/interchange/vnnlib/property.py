@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from ...errors import InputError
 from ...network.layers import Linear, Network, ReLU
+from ...replay import logits32
 from ...threats import Boxes
 from ..vnncomp import STATUS_TO_RESULT, Witness
 from .read import parse_vnnlib
@@ -60,8 +60,7 @@ class VnnlibProperty:
         float64 reference and in the float32 model?"""
         x = np.asarray(x, dtype=np.float64).reshape(self.network.input_shape)
         y64 = self.network.forward(x)
-        with torch.no_grad():
-            y32 = self.network.to_torch(torch.float32)(torch.as_tensor(x[None], dtype=torch.float32))[0].double().numpy()
+        y32 = logits32(self.network, x)
         in_set = self.threat.contains(x, x, tol=0.0)
         u64, u32 = self.spec.output.unsafe(y64), self.spec.output.unsafe(y32)
         return WitnessCheck(in_set and u64 and u32, x.ravel(), y64, y32, in_set, u64, u32)
