@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .network.layers import Network
+from .network.graph import Network
 from .threats import DEFAULT_DOMAIN, Boxes, Threat, parse_threat
 
 DOMAIN_TOL = 1e-12  # as ``Threat.interval``: an input may exceed the domain by this much

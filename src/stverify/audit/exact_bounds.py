@@ -49,7 +49,8 @@ from ..complete.milp_verify import BOUND_SOURCES
 from ..encodings.common import dependency_masks
 from ..encodings.milp import cone
 from ..errors import InputError
-from ..network.layers import Network, ReLU
+from ..network.graph import Network
+from ..network.layers import ReLU
 from ..stbp_hybrid.certify import certify, make_support, torch_layers
 from ..stbp_hybrid.first_layer import attaining_point
 from ..stbp_hybrid.propagate import first_affine_index

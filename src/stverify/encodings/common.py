@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..network.layers import Conv3d, Linear, Network
+from ..network.graph import Network
+from ..network.layers import Conv3d, Linear
 
 
 def dependency_masks(net: Network, perturbable: np.ndarray) -> list[np.ndarray]:

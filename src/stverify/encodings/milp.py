@@ -31,7 +31,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import tolerances
 from ..deadline import check
-from ..network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU
+from ..network.graph import Network
+from ..network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, ReLU
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Threat
 from .common import prepare
 

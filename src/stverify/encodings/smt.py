@@ -40,7 +40,8 @@ from fractions import Fraction
 import numpy as np
 import z3
 
-from ..network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU, _windows
+from ..network.graph import Network
+from ..network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, ReLU, _windows
 from ..threats import DEFAULT_DOMAIN, Boxes, Threat
 
 # A counterexample with margin > -SEARCH_MARGIN may not replay in float32: z3 is asked for a

@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import InputError
 from .from_onnx import from_onnx
 from .from_torch import from_torch
-from .layers import Network
+from .graph import Network
 
 ACCEPTED = "a Network, a torch nn.Module, an onnx.ModelProto, a .onnx file, or a .pt/.pth state dict with arch="
 EXTENSIONS = (".onnx", ".pt", ".pth")

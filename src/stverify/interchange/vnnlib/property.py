@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import InputError
-from ...network.layers import Linear, Network, ReLU
+from ...network.graph import Network
+from ...network.layers import Linear, ReLU
 from ...replay import logits32
 from ...threats import Boxes
 from ..vnncomp import STATUS_TO_RESULT, Witness
