@@ -13,7 +13,7 @@ from test_smt import f32, relu_net
 
 import stverify as sv
 from stverify.replay import replay
-from stverify.network.layers import Flatten, Linear, Network
+from stverify.network import Flatten, Linear, Network
 from stverify.threats import AnyFrames, AnyPatch, Frames, Linf, Patch
 
 EPS = st.sampled_from([0.01, 0.03, 0.1, 0.2])

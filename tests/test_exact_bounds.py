@@ -156,8 +156,8 @@ def test_neuron_selection_workers_and_timeout(torch_one_thread):
     assert np.all(rushed.lo_attained >= lo - 1e-12) and np.all(rushed.hi_attained <= hi + 1e-12)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"layer": 0}, "exact bounds exist for the inputs of layers 1..6"),
-                                           ({"layer": 7}, "layers 1..6"),
+@pytest.mark.parametrize("kwargs, match", [({"layer": 0}, "exact bounds exist for tensors 1..6"),
+                                           ({"layer": 7}, "tensor 7 does not exist: 0 .the input. .. 6"),
                                            ({"layer": 4, "neurons": [5]}, "flat indices must lie in 0..2"),
                                            ({"layer": 4, "bounds": "naive"}, "bounds must be one of")])
 def test_bad_arguments_name_the_problem(kwargs, match):

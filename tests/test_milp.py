@@ -14,7 +14,7 @@ from stverify.complete.lp_tighten import tighten
 from stverify.replay import replay
 from stverify.encodings.backends import SolverError, solve
 from stverify.encodings.milp import LinExpr, MILPModel, encode
-from stverify.network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU
+from stverify.network import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU
 from stverify.stbp_hybrid.certify import certify
 from stverify.threats import parse_threat
 

@@ -84,12 +84,12 @@ def test_patch_rows_walk_back_like_dense_rows(seed, geometry):
     pos = torch.as_tensor(np.stack([rng.integers(0, n, 7) for n in out[1:]], 1))
     values = torch.as_tensor(rng.normal(size=(7, out[0], 1, 1, 1)))
     rows = Patches(values, pos, torch.zeros(7, dtype=torch.long), out[1:], (1, 1, 1), (0, 0, 0), out[1:])
-    A_p, c_p = backward(layers, bounds, j, rows)
-    A_d, c_d = backward(layers, bounds, j, rows.to_dense())
+    A_p, c_p = backward(layers, bounds, j + 1, rows)
+    A_d, c_d = backward(layers, bounds, j + 1, rows.to_dense())
     A_p = A_p.to_dense() if isinstance(A_p, Patches) else A_p
     torch.testing.assert_close(A_p, A_d, rtol=0, atol=1e-12)
     torch.testing.assert_close(c_p, c_d, rtol=0, atol=1e-12)
-    torch.testing.assert_close(sup.min(backward(layers, bounds, j, rows)[0]), sup.min(A_d), rtol=0, atol=1e-12)
+    torch.testing.assert_close(sup.min(backward(layers, bounds, j + 1, rows)[0]), sup.min(A_d), rtol=0, atol=1e-12)
 
 
 def test_gather_reads_every_box():

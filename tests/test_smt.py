@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import stverify as sv
 from stverify.replay import replay
 from stverify.encodings import smt
-from stverify.network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU
+from stverify.network import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, Network, ReLU
 from stverify.threats import AnyFrames, AnyPatch, Frames, Linf, Patch
 
 

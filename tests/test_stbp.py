@@ -138,7 +138,7 @@ def test_threat_concretisation_never_looser_than_box(kind):
     sup = make_support(x0, threat, "threat")
     box = make_support(x0, threat, "box")
     bounds = layer_bounds(layers, sup, "crown")
-    A, c = backward(layers, bounds, len(layers) - 1, spec_matrix(net.n_classes, 0))
+    A, c = backward(layers, bounds, len(layers), spec_matrix(net.n_classes, 0))
     assert torch.all(sup.min(A) >= box.min(A) - 1e-12)
     random_rows = torch.randn((20,) + TINY_SHAPE, dtype=torch.float64)
     assert torch.all(sup.min(random_rows) >= box.min(random_rows) - 1e-12)

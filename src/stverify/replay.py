@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import tolerances
+from .network.to_torch import torch_model
 from .threats import DEFAULT_DOMAIN, Boxes, Threat
 
 
@@ -31,7 +32,7 @@ class Replay:
 def logits32(net, x: np.ndarray) -> np.ndarray:
     """The logits of the float32 torch model at x (C x T x H x W), as float64."""
     with torch.no_grad():
-        return net.to_torch(torch.float32)(torch.as_tensor(x[None], dtype=torch.float32))[0].numpy().astype(np.float64)
+        return torch_model(net, torch.float32)(torch.as_tensor(x[None], dtype=torch.float32))[0].numpy().astype(np.float64)
 
 
 def _margin(logits: np.ndarray, y: int) -> float:

@@ -46,9 +46,7 @@ from ..bench.store import Store
 from ..data import load_sample
 from ..errors import InputError
 from ..interchange import manifest as mf
-from ..network.layers import MaxPool3d, ReLU
-from ..stbp_hybrid.certify import torch_layers
-from ..stbp_hybrid.propagate import first_affine_index
+from ..network.layers import NONLINEAR
 from ..threats import DEFAULT_DOMAIN, format_eps, parse_threat
 from ..verify import verify
 from .claims import Key, load_external, own_claim
@@ -142,21 +140,24 @@ def manifest_instances(manifest_path, nets: dict) -> list[Instance]:
 
 
 def audited_layers(net, layers) -> list[int]:
-    """Layer inputs whose bounds are audited: ``"nonlinear"`` = every ReLU / MaxPool input after the
-    first affine layer, and the logits; or the given indices."""
-    first = first_affine_index(torch_layers(net))
+    """Tensors whose bounds are audited: ``"nonlinear"`` = every tensor a ReLU or MaxPool reads (but
+    the input itself), and the outputs; or the given indices (in a chain: layer inputs)."""
     if layers == "nonlinear":
-        return [i for i, layer in enumerate(net.layers) if isinstance(layer, (ReLU, MaxPool3d)) and i > first] + [len(net.layers)]
-    bad = [i for i in layers if not (isinstance(i, int) and first < i <= len(net.layers))]
+        read = {net.sources[i][0] for i, layer in enumerate(net.layers) if isinstance(layer, NONLINEAR)}
+        return sorted(read - {0}) + [len(net.layers)]
+    bad = [i for i in layers if not (isinstance(i, int) and 1 <= i <= len(net.layers))]
     if bad:
-        raise InputError(f"[audit] layers: {bad} are not layer inputs after the first affine layer "
-                         f"(expected integers in {first + 1}..{len(net.layers)}, or \"nonlinear\")")
+        raise InputError(f"[audit] layers: {bad} are not tensors of the network "
+                         f"(expected integers in 1..{len(net.layers)}, or \"nonlinear\")")
     return sorted(set(layers))
 
 
 def layer_name(net, i: int) -> str:
-    """A short name of the input of layer i: the layers it runs between, e.g. ``Conv3d>ReLU``, or ``logits``."""
-    return "logits" if i == len(net.layers) else f"{type(net.layers[i - 1]).__name__}>{type(net.layers[i]).__name__}"
+    """A short name of tensor i: the nodes it runs between, e.g. ``Conv3d>ReLU``, or ``logits``."""
+    if i == len(net.layers):
+        return "logits"
+    readers = "/".join(dict.fromkeys(type(net.layers[j]).__name__ for j in net.consumers[i]))
+    return f"{type(net.layers[i - 1]).__name__}>{readers}"
 
 
 def select_neurons(net, layer: int, n, seed: int) -> np.ndarray:
@@ -177,8 +178,7 @@ def external_layers(opts: AuditOptions, insts: list[Instance], nets: dict) -> di
     out = {}
     for key, cs in claims.items():
         net = nets[key.model]
-        first = first_affine_index(torch_layers(net))
-        out[key] = {i for c in cs for i in c.bounds if first < i <= len(net.layers)}
+        out[key] = {i for c in cs for i in c.bounds if 1 <= i <= len(net.layers)}
     return out
 
 

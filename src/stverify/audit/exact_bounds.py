@@ -1,14 +1,16 @@
-"""Exact neuron bounds: min and max over the threat set of every entry of the input of a layer.
+"""Exact neuron bounds: min and max over the threat set of every entry of a tensor of the network.
 
-For an entry z_n of the input of ``net.layers[i]`` and the threat set S(x0), ``exact_bounds``
+For an entry z_n of tensor i (the output of node i - 1; in a chain, the input of ``net.layers[i]``;
+``net.tensor(name)`` names a node's output) and the threat set S(x0), ``exact_bounds``
 returns lo_n <= min over x in S of z_n(x) and hi_n >= max, with the values lo_attained_n and
 hi_attained_n of z_n at points of S (so min lies in [lo, lo_attained], max in [hi_attained, hi]).
 A side is ``exact`` when that interval is at most 2 ``tolerances.solver_margin`` wide.  Each
 side is obtained the cheapest way that proves it (``how``):
 
 * ``constant``: z_n does not depend on the voxels the threat moves; its clean value.
-* ``closed-form``: layer i-1 is the first affine layer, whose STBP bounds are exact
-  (``stbp_hybrid.first_layer``); the bound is attained at ``first_layer.attaining_point``.
+* ``closed-form``: tensor i is an affine function of the input (``Network.affine_in_input``: the
+  first affine layer, a skip carrying the input, ...), whose STBP bounds are exact (closed form, or
+  CROWN with nothing to relax) and attained by the candidate point below.
 * ``stable`` / ``attained``: the initial (STBP) bound is attained by a candidate point: the
   minimiser over S of the linearisation of z_n at x0 (``ThreatSupport.argmin`` of its gradient).
   ``stable`` when every ReLU in z_n's cone of influence is stable over S (z_n is affine on S, so
@@ -17,7 +19,7 @@ side is obtained the cheapest way that proves it (``how``):
   (``encodings.milp.encode(upto=i, keep=...)``), solved by SCIP (``neuron_milp``).  Its big-M
   comes from the current bounds: STBP's (or LP-tightened, ``bounds="lp"``), replaced by exact
   bounds as they are found.  With ``progressive=True`` the unstable inputs of every ReLU before
-  layer i are bounded exactly first, in layer order (progressive tightening, as MIPVerify does).
+  tensor i are bounded exactly first, in order (progressive tightening, as MIPVerify does).
 * ``stbp`` / ``lp``: time ran out: the initial bound (status ``bound``).
 
 Soundness: a lower bound is the initial sound bound or the solver's dual bound moved down by
@@ -50,10 +52,7 @@ from ..encodings.common import dependency_masks
 from ..encodings.milp import cone
 from ..errors import InputError
 from ..network.graph import Network
-from ..network.layers import ReLU
 from ..stbp_hybrid.certify import certify, make_support, torch_layers
-from ..stbp_hybrid.first_layer import attaining_point
-from ..stbp_hybrid.propagate import first_affine_index
 from ..threats import DEFAULT_DOMAIN, Threat
 from .neuron_milp import SIDES, Job, JobResult, layer_values, skipped, solve_chunk
 
@@ -63,7 +62,7 @@ CANDIDATE_BATCH = 64  # candidate points evaluated at once
 
 @dataclass
 class ExactBounds:
-    """Exact bounds of the entries of the input of ``net.layers[layer]`` (module docstring).
+    """Exact bounds of the entries of tensor ``layer`` (module docstring).
 
     Arrays are shaped like that input; entries not asked for hold NaN and status ''."""
 
@@ -104,18 +103,19 @@ def exact_bounds(net: Network, x: np.ndarray, threat: Threat | str, layer: int, 
                  timeout: float | None = None, workers: int = 1, bounds: str = "stbp", progressive: bool = True,
                  keep_points: bool = False, domain=DEFAULT_DOMAIN) -> ExactBounds:
     """Exact min and max over the threat set of the entries ``neurons`` (flat indices or a mask
-    shaped like the input of ``net.layers[layer]``; None: all) of the input of layer ``layer``
-    (``layer = len(net.layers)``: the logits).  ``timeout`` (s) covers everything, end to end;
+    shaped like the tensor; None: all) of tensor ``layer``: an index 1..len(net.layers) (in a chain,
+    the input of ``net.layers[layer]``; ``len(net.layers)``: the outputs) or a node's name (its
+    output, ``Network.tensor``).  ``timeout`` (s) covers everything, end to end;
     ``workers`` processes solve the MILPs; ``keep_points`` keeps the attaining points."""
     return exact_layer_bounds(net, x, threat, {layer: neurons}, timeout, workers, bounds, progressive, keep_points,
-                              domain)[layer]
+                              domain)[net.tensor(layer)]
 
 
 def exact_layer_bounds(net: Network, x: np.ndarray, threat: Threat | str, layers: dict, timeout: float | None = None,
                        workers: int = 1, bounds: str = "stbp", progressive: bool = True, keep_points: bool = False,
                        domain=DEFAULT_DOMAIN) -> dict[int, ExactBounds]:
-    """``exact_bounds`` of several layers in one run ({layer: neurons}), in layer order, each
-    layer's exact bounds tightening the big-M of the next."""
+    """``exact_bounds`` of several tensors in one run ({tensor index or node name: neurons}), in
+    order, each tensor's exact bounds tightening the big-M of the next; keyed by tensor index."""
     start = time.monotonic()
     x, _, threat, timeout, domain = validation.instance(net, x, None, threat, timeout, domain, labelled=False)
     deadline = start + (math.inf if timeout is None else timeout)
@@ -123,16 +123,16 @@ def exact_layer_bounds(net: Network, x: np.ndarray, threat: Threat | str, layers
         raise InputError(f"bounds must be one of {', '.join(SOURCES)}, got {bounds!r}")
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
-    first = first_affine_index(torch_layers(net))
+    layers = {net.tensor(i): n for i, n in layers.items()}
     for i in layers:
-        if not first < i <= len(net.layers):
-            raise InputError(f"layer {i}: exact bounds exist for the inputs of layers {first + 1}..{len(net.layers)} "
-                             f"(after the first affine layer {first}; {len(net.layers)} = the logits)")
+        if not 1 <= i <= len(net.layers):
+            raise InputError(f"layer {i}: exact bounds exist for tensors 1..{len(net.layers)} (the outputs of the nodes; "
+                             f"{len(net.layers)} = the network's outputs)")
     asked = {i: _selection(net, i, n) for i, n in layers.items()}
-    relu_inputs = [j for j, layer in enumerate(net.layers) if isinstance(layer, ReLU) and j > first + 1]
+    relu_inputs = sorted(set(net.relu_inputs.values()) - net.affine_in_input)
     todo = sorted(set(asked) | ({j for j in relu_inputs if j < max(asked)} if progressive else set()))
     out = {}
-    with _Run(net, x, threat, domain, bounds, first, deadline, workers, keep_points) as run:
+    with _Run(net, x, threat, domain, bounds, deadline, workers, keep_points) as run:
         for k, i in enumerate(todo):
             sel = asked.get(i, np.zeros(0, dtype=np.int64))
             if progressive and i in relu_inputs:  # its unstable inputs too: they set the big-M of later layers
@@ -166,11 +166,11 @@ def _selection(net: Network, layer: int, neurons) -> np.ndarray:
     arr = np.asarray(neurons)
     if arr.dtype == bool:
         if arr.size != size:
-            raise InputError(f"neurons: a mask must have {size} entries (the input of layer {layer}), got {arr.size}")
+            raise InputError(f"neurons: a mask must have {size} entries (tensor {layer}), got {arr.size}")
         return np.flatnonzero(arr.reshape(-1))
     flat = np.unique(arr.reshape(-1).astype(np.int64))
     if flat.size and (flat.min() < 0 or flat.max() >= size):
-        raise InputError(f"neurons: flat indices must lie in 0..{size - 1} (the input of layer {layer}, shape "
+        raise InputError(f"neurons: flat indices must lie in 0..{size - 1} (tensor {layer}, shape "
                          f"{net.shapes[layer]}), got {flat.min()}..{flat.max()}")
     return flat
 
@@ -186,11 +186,11 @@ def _context():
 class _Run:
     """The state of one exact-bounds run: current big-M bounds, deadline, worker pool."""
 
-    def __init__(self, net, x, threat, domain, source, first, deadline, workers, keep_points):
+    def __init__(self, net, x, threat, domain, source, deadline, workers, keep_points):
         if workers > 1 and _context().get_start_method() == "forkserver":
             forkserver.ensure_running()  # its imports run while the bounds below are computed
         self.net, self.x, self.threat, self.domain, self.source = net, x, threat, domain, source
-        self.first, self.deadline, self.workers, self.keep_points = first, deadline, workers, keep_points
+        self.deadline, self.workers, self.keep_points = deadline, workers, keep_points
         cert = certify(net, x, int(net.predict(x)), threat, *BOUND_SOURCES[source], domain)
         self.bounds = [(lo.copy(), hi.copy()) for lo, hi in cert.bounds]
         if source == "lp":
@@ -217,26 +217,26 @@ class _Run:
         return np.flatnonzero((lo < 0) & (hi > 0) & self.depends[i].reshape(-1))
 
     def margin(self, i: int, n: np.ndarray) -> np.ndarray:
-        """The solver margin for entries n of the input of layer i (objective scale: their bound magnitude)."""
+        """The solver margin for entries n of tensor i (objective scale: their bound magnitude)."""
         lo, hi = (b.reshape(-1)[n] for b in self.bounds[i])
         return tolerances.MILP_VERIFY_MARGIN + tolerances.MILP_VERIFY_MARGIN_REL * np.maximum(np.abs(lo), np.abs(hi))
 
     def feed_forward(self, eb: ExactBounds) -> None:
-        """Intersect the big-M bounds of layer input ``eb.layer`` with its sound exact bounds (and
-        the ReLU outputs after it with their images)."""
+        """Intersect the big-M bounds of tensor ``eb.layer`` with its sound exact bounds (and the
+        outputs of the ReLUs that read it with their images)."""
         i, sel = eb.layer, eb.selected.reshape(-1)
         lo, hi = (b.reshape(-1) for b in self.bounds[i])  # views
         lo[sel] = np.maximum(lo[sel], eb.lo.reshape(-1)[sel])
         hi[sel] = np.minimum(hi[sel], eb.hi.reshape(-1)[sel])
-        if i < len(self.net.layers) and isinstance(self.net.layers[i], ReLU):
-            olo, ohi = (b.reshape(-1) for b in self.bounds[i + 1])
+        for r in (r for r, t in self.net.relu_inputs.items() if t == i):
+            olo, ohi = (b.reshape(-1) for b in self.bounds[r + 1])
             olo[sel] = np.maximum(olo[sel], np.maximum(lo[sel], 0.0))
             ohi[sel] = np.minimum(ohi[sel], np.maximum(hi[sel], 0.0))
 
     # --- one layer --------------------------------------------------------------------------
     def layer(self, i: int, sel: np.ndarray, later: int) -> ExactBounds:
-        """Exact bounds of the entries ``sel`` of the input of layer i; ``later``: how many neurons
-        later layers still need (for the share of the time each MILP gets)."""
+        """Exact bounds of the entries ``sel`` of tensor i; ``later``: how many neurons later tensors
+        still need (for the share of the time each MILP gets)."""
         t0 = time.monotonic()
         shape = self.net.shapes[i]
         size = int(np.prod(shape))
@@ -260,8 +260,9 @@ class _Run:
             r[side][todo] = np.where(wrong, -sign * np.inf, init)
             r[f"{side}_attained"][todo] = value
             hit = sign * (value - init) <= margin
-            how = np.full(len(todo), "closed-form" if i == self.first + 1 else "attained", dtype=object)
-            if i != self.first + 1:
+            affine = i in self.net.affine_in_input
+            how = np.full(len(todo), "closed-form" if affine else "attained", dtype=object)
+            if not affine:
                 how[hit] = np.where(self._stable(i, todo[hit]), "stable", "attained")
             r[f"how_{side}"][todo] = np.where(wrong, "inconsistent", np.where(hit, how, self.source))
             points.update({(n, side): p for n, p in pts.items()})
@@ -282,21 +283,15 @@ class _Run:
         """Per side: z_n at a candidate point of the set (module docstring) for every n in ``todo``,
         and the points when ``keep_points``.  Past the deadline, the clean input x0 (always in the
         set) stands in for the candidates not yet made."""
-        layers = torch_layers(self.net)
         clean = layer_values(self.net, self.x[None], i)[0, todo]
         out = {side: (clean.copy(), {}) for side in SIDES}
-        if i == self.first + 1:
-            def points(n):
-                idx = np.unravel_index(n, self.net.shapes[i])
-                return [attaining_point(layers[self.first], self.support, idx, upper=side == "hi").numpy() for side in SIDES]
-        else:
-            xg = torch.as_tensor(self.x, dtype=torch.float64).clone().requires_grad_(True)
-            z = torch.nn.Sequential(*layers[:i])(xg[None])[0].reshape(-1)
+        xg = torch.as_tensor(self.x, dtype=torch.float64).clone().requires_grad_(True)
+        z = torch_layers(self.net).tensor(xg[None], i)[0].reshape(-1)
 
-            def points(n):
-                (g,) = torch.autograd.grad(z[n], xg, retain_graph=True)
-                with torch.no_grad():
-                    return [self.support.argmin(g).numpy(), self.support.argmin(-g).numpy()]
+        def points(n):  # the minimisers over the set of the linearisation of z_n at x0 (exact for an affine z_n)
+            (g,) = torch.autograd.grad(z[n], xg, retain_graph=True)
+            with torch.no_grad():
+                return [self.support.argmin(g).numpy(), self.support.argmin(-g).numpy()]
         for a in range(0, len(todo), CANDIDATE_BATCH):
             made = []
             for n in todo[a:a + CANDIDATE_BATCH]:
@@ -317,7 +312,7 @@ class _Run:
 
     def _stable(self, i: int, todo: np.ndarray) -> np.ndarray:
         """Per neuron: every ReLU in its cone of influence is stable under the current bounds."""
-        relus = [j for j in range(self.first + 1, i) if isinstance(self.net.layers[j], ReLU)]
+        relus = [j for j in sorted(set(self.net.relu_inputs.values())) if j < i]
         flags = []
         for n in todo:
             if self.left() <= 0:

@@ -48,10 +48,9 @@ class JobResult:
 
 
 def layer_values(net, points: np.ndarray, layer: int) -> np.ndarray:
-    """The input of ``net.layers[layer]`` for a batch of inputs, float64 reference, flattened per point."""
-    h = np.asarray(points, dtype=np.float64)
-    for lay in net.layers[:layer]:
-        h = lay.forward(h)
+    """Tensor ``layer`` (in a chain: the input of ``net.layers[layer]``) for a batch of inputs,
+    float64 reference, flattened per point."""
+    h = net.values(np.asarray(points, dtype=np.float64), keep=False, upto=layer)[layer]
     return h.reshape(len(h), -1)
 
 

@@ -29,7 +29,6 @@ from ..bench.report import _md
 from ..bench.store import read_results
 from ..data import load_sample
 from ..errors import InputError
-from ..network.layers import ReLU
 from ..replay import replay
 from ..result import STATUSES
 from ..threats import KINDS, parse_eps, parse_threat
@@ -140,7 +139,7 @@ def analyse(records: list[dict], ctx: Context) -> dict:
             for i, (lo_c, hi_c) in c["bounds"].items():
                 ex = r["exact_bounds"][str(i)]
                 cmp = compare_bounds(lo_c, hi_c, ex, ctx.tol)
-                relu_input = i < len(net.layers) and isinstance(net.layers[i], ReLU)
+                relu_input = i in net.relu_inputs.values()
                 for k, n in enumerate(ex["neurons"]):
                     neurons.append({**where, "kind": r["kind"], "eps": r["eps"], "source": source, "layer": i,
                                     "layer_name": r["layers"][str(i)], "neuron": n, "relu_input": relu_input,

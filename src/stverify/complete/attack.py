@@ -25,7 +25,6 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..stbp_hybrid.certify import torch_layers
 from ..stbp_hybrid.support import box_sum, prefix_sums
@@ -98,7 +97,7 @@ def attack(net, x0: np.ndarray, y: int, threat: Threat, steps: int = 20, restart
     deadline = math.inf if time_limit is None else start + time_limit
     rng = rng or np.random.default_rng(0)
     x0 = np.asarray(x0, dtype=np.float64)
-    model = nn.Sequential(*torch_layers(net))
+    model = torch_layers(net)
     if isinstance(threat, Boxes):
         boxes = members_by_gain(model, x0, y, threat)
     else:

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..deadline import DeadlineExceeded, of as deadline_of
 from ..encodings.backends import SOLVERS, SolverError
@@ -59,10 +58,10 @@ class Node:
     key: float  # the lowest margin bound: the queue's order
     seq: int
     threat: Threat = field(compare=False)
-    splits: dict = field(compare=False)  # ReLU layer index -> float tensor of +1 / -1 / 0, shaped like its input
+    splits: dict = field(compare=False)  # a tensor ReLUs read -> float tensor of +1 / -1 / 0, shaped like it
     depth: int = field(compare=False)
     lb: np.ndarray = field(compare=False)  # per class j: lower bound of logit_y - logit_j (+inf at y)
-    bounds: list = field(compare=False)  # per layer input: (lo, hi) numpy boxes, phase constraints applied
+    bounds: list = field(compare=False)  # per tensor: (lo, hi) numpy boxes, phase constraints applied
     new_threat: bool = field(compare=False)
 
 
@@ -101,21 +100,24 @@ def n_choice_binaries(threat: Threat, shape) -> int:
     return 0
 
 
-def relu_scores(layers, bounds, S: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-    """Per ReLU layer the split score of every input neuron (0 for stable ones; module docstring),
-    and the input coefficients A_in of the CROWN lower bounds <A_in, x> + c of the rows of S
-    (``bounds``: the boxes of one set, 1 x shape)."""
-    A, end, scores = S, len(layers), {}
-    for i in reversed([i for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)]):
-        A, _ = backward(layers[i + 1:end], bounds[i + 1:end], end - i - 2, A)  # coefficients on the ReLU's output
-        l, u = (b[0] for b in bounds[i])
+def relu_scores(layers, bounds, S: torch.Tensor, relus: dict[int, int]) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """Per tensor a ReLU reads (``relus``: ReLU node -> that tensor), the split score of every
+    neuron (0 for stable ones; module docstring), and the input coefficients A_in of the CROWN lower
+    bounds <A_in, x> + c of the rows of S (``bounds``: the boxes of one set, 1 x shape); the
+    coefficients on each ReLU's output are read on the way back (``backward``'s taps)."""
+    taps = {i + 1: None for i in relus}
+    A_in, _ = backward(layers, bounds, len(layers), S, taps=taps)
+    scores = {}
+    for i, t in relus.items():
+        A = taps[i + 1]
+        if A is None:  # the margins do not depend on this ReLU
+            continue
+        l, u = (b[0] for b in bounds[t])
         unstable = (l < 0) & (u > 0)
         cost = (A.clamp(max=0).abs() * relu_relaxation(l, u)[2]).sum(0)
-        scores[i] = torch.where(unstable, cost, 0.0), torch.where(unstable, A.abs().sum(0) * torch.minimum(u, -l), 0.0)
-        end = i + 1
-    A_in, _ = backward(layers[:end], bounds[:end], end - 1, A)
+        scores[t] = torch.where(unstable, cost, 0.0), torch.where(unstable, A.abs().sum(0) * torch.minimum(u, -l), 0.0)
     primary = any(bool(s[0].max() > 0) for s in scores.values())
-    return {i: s[0] if primary else s[1] for i, s in scores.items()}, A_in
+    return {t: s[0] if primary else s[1] for t, s in scores.items()}, A_in
 
 
 class _BaB:
@@ -123,7 +125,7 @@ class _BaB:
         self.net, self.x, self.y, self.threat, self.deadline, self.domain = net, x, y, threat, deadline, domain
         self.solver, self.leaf_binaries, self.attack_share, self.device = solver, leaf_binaries, attack_share, device
         self.layers = torch_layers(net)
-        self.relus = [i for i, layer in enumerate(self.layers) if isinstance(layer, nn.ReLU)]
+        self.relus = sorted(set(net.relu_inputs.values()))  # the tensors ReLUs read: where phases are split
         self.others = [j for j in range(net.n_classes) if j != y]
         self.clean = net.activations(x)
         self.start = time.perf_counter()
@@ -241,10 +243,12 @@ class _BaB:
         bounds = [tuple(torch.as_tensor(b)[None] for b in pair) for pair in node.bounds]  # one set
         rows = spec_matrix(self.net.n_classes, self.y)[[k for k, j in enumerate(self.others) if not node.lb[j] > 0]]
         with torch.no_grad():
-            scores, A_in = relu_scores(self.layers, bounds, rows)
+            scores, A_in = relu_scores(self.layers, bounds, rows, self.net.relu_inputs)
         point = self.primal(node, A_in)
         if point is not None:
             return "falsified", point
+        if not scores:
+            return None
         layer = max(scores, key=lambda i: float(scores[i].max()))
         if not scores[layer].max() > 0:
             return None

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..network import layers as L
+from ..network import Network, layers as L
 
 OPSET = 13
 
@@ -70,7 +70,7 @@ def add_layer(g: GraphBuilder, i: int, layer: L.Layer) -> None:
         raise TypeError(f"no ONNX operator for {layer.describe()}")
 
 
-def network_to_onnx(net: L.Network, dtype=np.float32) -> onnx.ModelProto:
+def network_to_onnx(net: Network, dtype=np.float32) -> onnx.ModelProto:
     """The ONNX model of ``net`` (module docstring)."""
     g = GraphBuilder(net.name, net.input_shape, dtype)
     for i, layer in enumerate(net.layers):
@@ -78,7 +78,7 @@ def network_to_onnx(net: L.Network, dtype=np.float32) -> onnx.ModelProto:
     return g.model(net.n_classes)
 
 
-def float32_rounding(net: L.Network) -> float:
+def float32_rounding(net: Network) -> float:
     """The largest absolute change of a weight or bias when written as float32 (0: exact)."""
     arrays = [getattr(layer, a) for layer in net.layers if layer.affine for a in ("weight", "bias")]
     return max((float(np.max(np.abs(a.astype(np.float32).astype(np.float64) - a))) for a in arrays), default=0.0)

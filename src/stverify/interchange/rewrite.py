@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 
 from ..errors import InputError
-from ..network import layers as L
+from ..network import Network, layers as L
 from .onnx_writer import GraphBuilder, add_layer
 
 REWRITES = ("conv2d", "gemm")
@@ -53,7 +53,7 @@ def _refuse(rewrite: str, i: int, layer: L.Layer, why: str):
     raise InputError(f"--rewrite {rewrite}: layer {i} {layer.describe()} {why}")
 
 
-def rewrite_conv2d(net: L.Network, dtype=np.float32) -> onnx.ModelProto:
+def rewrite_conv2d(net: Network, dtype=np.float32) -> onnx.ModelProto:
     """The Conv2d form of ``net`` (module docstring)."""
     c, t, h, w = net.input_shape
     g = GraphBuilder(f"{net.name}-conv2d", (c * t, h, w), dtype)
@@ -95,7 +95,7 @@ def dense_matrix(layer: L.Layer, shape, chunk: int = 512) -> tuple[np.ndarray, n
     return m, (np.repeat(bias, m.shape[0] // len(bias)) if len(bias) else np.zeros(m.shape[0]))
 
 
-def rewrite_gemm(net: L.Network, max_entries: int = GEMM_MAX_ENTRIES, dtype=np.float32) -> onnx.ModelProto:
+def rewrite_gemm(net: Network, max_entries: int = GEMM_MAX_ENTRIES, dtype=np.float32) -> onnx.ModelProto:
     """The dense (Gemm) form of ``net`` (module docstring)."""
     for i, (layer, shape, out) in enumerate(zip(net.layers, net.shapes, net.shapes[1:])):
         if isinstance(layer, L.MaxPool3d):
@@ -113,7 +113,7 @@ def rewrite_gemm(net: L.Network, max_entries: int = GEMM_MAX_ENTRIES, dtype=np.f
     return g.model(net.n_classes)
 
 
-def rewrite(net: L.Network, kind: str, dtype=np.float32) -> onnx.ModelProto:
+def rewrite(net: Network, kind: str, dtype=np.float32) -> onnx.ModelProto:
     """The ``kind`` rewrite of ``net`` (one of REWRITES)."""
     if kind not in REWRITES:
         raise InputError(f"--rewrite expects one of {', '.join(REWRITES)}, found {kind!r}")

@@ -20,6 +20,7 @@ from onnx.reference import ReferenceEvaluator
 
 from ..errors import InputError
 from . import layers as L
+from .graph import Network
 from .errors import UnsupportedOperatorError
 
 SUPPORTED_OPS = ("Conv", "Relu", "AveragePool", "MaxPool", "Flatten", "Reshape", "Gemm", "MatMul", "Add",
@@ -228,7 +229,7 @@ def _constants(graph) -> dict:
         raise UnsupportedOperatorError(f"an initializer cannot be read ({e})") from None
 
 
-def from_onnx(path_or_model, name: str | None = None) -> L.Network:
+def from_onnx(path_or_model, name: str | None = None) -> Network:
     """Convert an ONNX model (a path or an ``onnx.ModelProto``) to a Network."""
     if isinstance(path_or_model, onnx.ModelProto):
         model, default_name = path_or_model, path_or_model.graph.name or "onnx"
@@ -265,4 +266,4 @@ def from_onnx(path_or_model, name: str | None = None) -> L.Network:
     outputs = [o.name for o in graph.output]
     if outputs != [current]:
         raise UnsupportedOperatorError(f"the graph outputs {outputs}, expected the end of the layer chain '{current}'")
-    return L.Network(chain.layers, input_shape, name or default_name)
+    return Network(chain.layers, input_shape, name or default_name)

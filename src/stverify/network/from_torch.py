@@ -19,6 +19,7 @@ from torch import fx, nn
 
 from ..errors import InputError
 from . import layers as L
+from .graph import Network
 from .errors import UnsupportedLayerError
 
 SUPPORTED = (
@@ -173,7 +174,7 @@ def _check_eval_mode(module: nn.Module) -> None:
 
 
 def from_torch(module: nn.Module, input_shape: tuple[int, int, int, int], name: str | None = None,
-               as_eval: bool = False) -> L.Network:
+               as_eval: bool = False) -> Network:
     """Convert ``module`` (inputs ``N x C x T x H x W``; ``input_shape`` is (C, T, H, W)) to a Network.
     ``as_eval``: convert a module in train() mode with eval-mode semantics instead of refusing it."""
     try:
@@ -198,7 +199,7 @@ def from_torch(module: nn.Module, input_shape: tuple[int, int, int, int], name: 
         if node.op == "output":
             if node.args[0] is not current:
                 raise UnsupportedLayerError(f"the model output {node.args[0]} is not the end of the layer chain")
-            return L.Network(chain.layers, input_shape, name or type(module).__name__)
+            return Network(chain.layers, input_shape, name or type(module).__name__)
         n_chain_inputs = sum(a in on_chain for a in node.all_input_nodes)
         if node.op == "placeholder":
             if current is not None:

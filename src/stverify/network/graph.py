@@ -51,7 +51,7 @@ class Network:
         object.__setattr__(self, "names", names)
         shapes = [self.input_shape]
         for i, (layer, src) in enumerate(zip(layers, sources)):
-            where = f"node {i} '{names[i]}' ({layer.describe()})"
+            where = f"layer {i}{'' if names[i] == str(i) else f' {names[i]!r}'} ({layer.describe()})"
             if not src or any(not 0 <= t <= i for t in src):
                 raise InputError(f"{where} reads tensors {list(src)}: each must be computed before it (0..{i})")
             if (layer.arity and len(src) != layer.arity) or (not layer.arity and len(src) < 2):
@@ -130,12 +130,12 @@ class Network:
         """The number of outputs (classes of a classifier, values of a regression model)."""
         return self.shapes[-1][0]
 
-    def values(self, x: np.ndarray, keep: bool = True) -> list[np.ndarray]:
-        """Every tensor for a batch x (N x C x T x H x W); with ``keep=False`` only the output is
-        kept (each tensor is freed after its last reader)."""
+    def values(self, x: np.ndarray, keep: bool = True, upto: int | None = None) -> list[np.ndarray]:
+        """Tensors 0..``upto`` (default: all) for a batch x (N x C x T x H x W); with ``keep=False``
+        each tensor is freed (None) after its last reader."""
         last = {t: max(c) for t, c in enumerate(self.consumers) if c}
         ts: list = [x]
-        for i, (layer, src) in enumerate(zip(self.layers, self.sources)):
+        for i, (layer, src) in enumerate(zip(self.layers[:upto], self.sources[:upto])):
             ts.append(layer.forward(*(ts[t] for t in src)))
             if not keep:
                 for t in src:
@@ -158,6 +158,12 @@ class Network:
 
     def predict(self, x: np.ndarray) -> int | np.ndarray:
         return np.argmax(self.forward(x), axis=-1)
+
+    def to_torch(self, dtype=None):
+        """The torch twin (``to_torch.TorchNet``, float32 by default), for replay and bounding."""
+        from .to_torch import torch_model
+
+        return torch_model(self, dtype)
 
     # --- description ---------------------------------------------------------------------
     @property

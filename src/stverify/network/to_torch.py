@@ -59,14 +59,18 @@ class TorchNet(nn.Module):
     def __iter__(self):
         return iter(self.nodes)
 
-    def forward(self, x):
+    def tensor(self, x, t: int):
+        """Tensor t for the input batch x (the nodes after it are not run)."""
         ts = [x]
-        for i, (m, src) in enumerate(zip(self.nodes, self.sources)):
-            ts.append(m(*(ts[t] for t in src)))
-            for t in src:
-                if self.last_read[t] == i:
-                    ts[t] = None  # free what no later node reads
-        return ts[-1]
+        for i, (m, src) in enumerate(zip(self.nodes[:t], self.sources[:t])):
+            ts.append(m(*(ts[s] for s in src)))
+            for s in src:
+                if self.last_read[s] == i and s != t:
+                    ts[s] = None  # free what no later node reads
+        return ts[t]
+
+    def forward(self, x):
+        return self.tensor(x, len(self.nodes))
 
 
 def torch_model(net, dtype=None) -> TorchNet:

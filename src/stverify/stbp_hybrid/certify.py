@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from .. import tolerances, validation
 from ..errors import InputError
+from ..network.to_torch import TorchNet, torch_model
 from ..threats import DEFAULT_DOMAIN, AnyPatch, Boxes, Threat
 from .budget import default_budget
 from .propagate import layer_bounds, margin_bounds, spec_matrix
@@ -35,8 +35,8 @@ _torch_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 @dataclass
 class Certificate:
     margin_lb: np.ndarray  # per class j: lower bound of logit_y - logit_j over the set (+inf at j = y)
-    bounds: list[tuple[np.ndarray, np.ndarray]]  # bounds[i]: box containing the input of layer i
-    unstable: dict[int, int]  # ReLU layer index -> number of neurons with l < 0 < u
+    bounds: list[tuple[np.ndarray, np.ndarray]]  # bounds[t]: box containing tensor t (in a chain: the input of layer t)
+    unstable: dict[int, int]  # ReLU node index -> number of its input neurons with l < 0 < u
     time_s: float
     relaxation: str
     concretize: str
@@ -51,12 +51,13 @@ class Certificate:
         return self.min_margin > 0
 
 
-def torch_layers(net, dtype=torch.float64, device=None) -> list[nn.Module]:
-    """The network's layers as torch modules (cached per network, dtype and device)."""
+def torch_layers(net, dtype=torch.float64, device=None) -> TorchNet:
+    """The network's torch twin (its nodes' modules and what each reads), cached per network,
+    dtype and device."""
     per_net = _torch_cache.setdefault(net, {})
     key = (dtype, str(device))
     if key not in per_net:
-        per_net[key] = list(net.to_torch(dtype).to(device))
+        per_net[key] = torch_model(net, dtype).to(device)
     return per_net[key]
 
 
@@ -150,15 +151,14 @@ def certify_batch(net, x: np.ndarray, y: int, problems: list[tuple[Threat, dict 
         if not empty[k]:
             margin[others] = tolerances.lower(lb[k])
         out_bounds = [tolerances.widen(lo[k], hi[k]) for lo, hi in np_bounds]
-        unstable = {i: int(np.sum((out_bounds[i][0] < 0) & (out_bounds[i][1] > 0)))
-                    for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)}
+        unstable = {i: int(np.sum((out_bounds[t][0] < 0) & (out_bounds[t][1] > 0))) for i, t in net.relu_inputs.items()}
         certs.append(Certificate(margin, out_bounds, unstable, elapsed, method, concretize,
                                  {"empty": bool(empty[k]), "batch": n, "deadline_passed": late}))
     return certs
 
 
 def _stack_splits(splits: list[dict | None], net, device) -> dict | None:
-    """Per ReLU layer, the phase constraints of every sub-problem stacked (N x input shape; 0 = free)."""
+    """Per tensor a ReLU reads, the phase constraints of every sub-problem stacked (N x shape; 0 = free)."""
     layers = sorted({i for s in splits if s for i in s})
     if not layers:
         return None

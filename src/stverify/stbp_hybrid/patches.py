@@ -100,6 +100,23 @@ class Patches:
                         offset=tuple(o * s - p for o, s, p in zip(self.offset, stride, padding)), grid=tuple(in_grid))
         return moved.with_values(v * moved.in_grid())
 
+    def same_rows(self, other: "Patches") -> bool:
+        """Whether ``other`` holds the same rows (start positions, sets) on the same grid with the
+        same stride, so that the two can be added box to box."""
+        return (self.starts == other.starts and self.stride == other.stride and self.grid == other.grid
+                and self.values.shape[:2] == other.values.shape[:2] and (self.pos is other.pos or torch.equal(self.pos, other.pos))
+                and (self.sets is other.sets or torch.equal(self.sets, other.sets)))
+
+    def union_plus(self, other: "Patches") -> "Patches":
+        """The sum of two sets of the same rows (``same_rows``), on the union of their boxes."""
+        lo = tuple(min(a, b) for a, b in zip(self.offset, other.offset))
+        hi = tuple(max(a + s, b + t) for a, s, b, t in zip(self.offset, self.size, other.offset, other.size))
+        values = self.values.new_zeros(self.values.shape[:2] + tuple(h - l for l, h in zip(lo, hi)))
+        for p in (self, other):
+            at = tuple(slice(o - l, o - l + s) for o, l, s in zip(p.offset, lo, p.size))
+            values[(slice(None), slice(None)) + at] += p.values
+        return replace(self, values=values, offset=lo)
+
     def to_dense(self) -> torch.Tensor:
         """R x C x grid: every row scattered into the full tensor (entries off the grid dropped)."""
         r, c = self.values.shape[:2]
@@ -112,3 +129,15 @@ class Patches:
         out = torch.zeros((r, c, math.prod(self.grid)), dtype=self.values.dtype, device=self.values.device)
         out.scatter_add_(2, flat[:, None].expand(r, c, -1), vals)
         return out.reshape((r, c) + self.grid)
+
+
+def accumulate(a, b):
+    """a + b for two sets of the same rows on one tensor (dense or ``Patches``; None: nothing yet),
+    kept in box form when both are boxes of the same geometry up to their offsets and sizes (the
+    sum then lives on the union of the boxes), dense otherwise."""
+    if a is None or b is None:
+        return b if a is None else a
+    if isinstance(a, Patches) and isinstance(b, Patches) and a.same_rows(b):
+        return a.union_plus(b)
+    dense = lambda p: p.to_dense() if isinstance(p, Patches) else p  # noqa: E731
+    return dense(a) + dense(b)

@@ -1,12 +1,17 @@
-"""Certified bounds of every layer after the first: IBP, CROWN and alpha-CROWN, in torch.
+"""Certified bounds of every tensor of the network graph: IBP, CROWN and alpha-CROWN, in torch.
 
-``bounds[i]`` is a box (lo, hi) containing the input of ``layers[i]`` for every x in the set;
-``bounds[len(layers)]`` contains the logits.  Every box has a leading axis over the N sets of the
-support (branch-and-bound bounds several sub-problems in one pass; N = 1 otherwise).
+``bounds[t]`` is a box (lo, hi) containing tensor t (0: the input, i + 1: the output of node i;
+in a chain, the input of ``layers[t]``) for every x in the set; ``bounds[len(layers)]`` contains
+the outputs.  Every box has a leading axis over the N sets of the support (branch-and-bound bounds
+several sub-problems in one pass; N = 1 otherwise).
 
-CROWN (backward linear bounds): to bound <A, h_j> for the output h_j of layer j, walk back
-through the layers keeping a linear lower bound <A, h_i> + c valid for every x in the set:
-  * affine layers (Conv3d, Linear, AvgPool3d, Flatten) are exact: A <- A W, c += <A, b>;
+CROWN (backward linear bounds): to bound <A, h_t> for a tensor h_t, walk back through the nodes in
+reverse order keeping a linear lower bound sum_s <A_s, h_s> + c valid for every x in the set, one
+term per tensor s reached so far; a tensor read by several nodes (a skip connection) sums the rows
+its readers send back before its own node is walked through (as auto_LiRPA does):
+  * linear nodes are exact: Conv3d, Linear, AvgPool3d, Flatten: A <- A W, c += <A, b>; a per-channel
+    affine (BatchNorm) y = s x + b: A <- A s, c += <A, b>; Add y = a + b: A goes to both inputs;
+    Concat: A is split by channels among its inputs;
   * ReLU with input in [l, u]: for unstable neurons (l < 0 < u), y >= alpha x (alpha in [0, 1])
     and y <= u (x - l) / (u - l); a positive coefficient takes the lower line, a negative one the
     upper line; stable neurons are exact;
@@ -15,14 +20,18 @@ through the layers keeping a linear lower bound <A, h_i> + c valid for every x i
 At the input the final <A, x> + c is concretised by the support function of the set itself
 (``support.py``: exact over the union of boxes), not over its bounding box.
 
-A row that starts at a neuron of a convolutional layer is kept in receptive-field form
-(``patches.py``) while it passes Conv3d, AvgPool3d and ReLU layers, and becomes a dense tensor at
-the first other layer or once its box is as large as the layer.  Rows are processed in chunks
-sized by a memory budget (``budget.py``).  Once a deadline (a ``time.perf_counter()`` instant)
-passes, the chunks left keep their IBP bounds and alpha-CROWN its best iterate so far: sound, looser.
+A row that starts at a neuron of a spatial tensor is kept in receptive-field form (``patches.py``)
+while it passes Conv3d, AvgPool3d, ReLU, BatchNorm, Add and Concat nodes (rows meeting at a tensor
+are added on the union of their boxes), and becomes a dense tensor at any other node or once its
+box is as large as the tensor.  Rows are processed in chunks sized by a memory budget
+(``budget.py``).  Once a deadline (a ``time.perf_counter()`` instant) passes, the chunks left keep
+their IBP bounds and alpha-CROWN its best iterate so far: sound, looser.
 
 alpha-CROWN optimises the lower ReLU slopes alpha per row (``alpha.py``), for the margins and for
 every intermediate bound CROWN computes; every iterate is a valid bound.
+
+``layers`` is a ``network.to_torch.TorchNet``: indexing gives node i's module, ``sources[i]`` the
+tensors it reads.
 """
 from __future__ import annotations
 
@@ -31,31 +40,32 @@ import time
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.grad import conv3d_input
 
-from ..errors import InputError
 from .alpha import optimise
 from .budget import default_budget, rows_per_chunk
 from .first_layer import first_layer_bounds, neuron_rows
-from .intervals import interval
-from .patches import Patches, per_row
+from ..network.to_torch import ChannelConcat, ScaleShift, Sum
+from .intervals import node_interval
+from .patches import Patches, accumulate, per_row
 
 NONLINEAR = (nn.ReLU, nn.MaxPool3d)
 AFFINE = (nn.Conv3d, nn.Linear)
-WINDOWED = (nn.Conv3d, nn.AvgPool3d)  # linear layers a receptive-field row passes through
+WINDOWED = (nn.Conv3d, nn.AvgPool3d)  # linear nodes a receptive-field row passes through, its box growing
+CHANNELWISE = (nn.ReLU, Sum, ChannelConcat, ScaleShift)  # nodes a row passes through, its box unchanged
 
 Bounds = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-def first_affine_index(layers) -> int:
-    """Index of the first affine layer; only Flatten may come before it."""
-    for i, layer in enumerate(layers):
-        if isinstance(layer, AFFINE):
-            return i
-        if not isinstance(layer, nn.Flatten):
-            raise InputError(f"STBP needs the network to begin with Conv3d or Flatten + Linear; layer {i} is {type(layer).__name__}")
-    raise InputError("the network has no affine layer")
+def closed_form_nodes(layers) -> set[int]:
+    """The nodes whose outputs are bounded exactly in closed form (``first_layer``): a Conv3d reading
+    the input, and a Linear reading the flattened input."""
+    flat_input = {i + 1 for i, m in enumerate(layers) if isinstance(m, nn.Flatten) and layers.sources[i] == (0,)}
+    return {i for i, m in enumerate(layers)
+            if (isinstance(m, nn.Conv3d) and layers.sources[i] == (0,))
+            or (isinstance(m, nn.Linear) and layers.sources[i][0] in flat_input)}
 
 
 def relu_relaxation(l: torch.Tensor, u: torch.Tensor):
@@ -83,14 +93,17 @@ def _triple(v) -> tuple[int, int, int]:
 
 
 def _maxpool_relaxation(pool: nn.MaxPool3d, l: torch.Tensor, u: torch.Tensor):
-    """Per set and output: flat input index i* (argmax of lower bounds), exactness flag, max upper bound."""
-    k, s = _triple(pool.kernel_size), _triple(pool.stride)
+    """Per set and output: flat input index i* (argmax of lower bounds), exactness flag, max upper
+    bound (padded entries are -inf: never the argmax, never the maximum)."""
+    k, s, p = _triple(pool.kernel_size), _triple(pool.stride), _triple(pool.padding)
+    pads = (p[2], p[2], p[1], p[1], p[0], p[0])
 
-    def win(t):
+    def win(t, fill):
+        t = F.pad(t, pads, value=fill) if any(p) else t
         return t.unfold(2, k[0], s[0]).unfold(3, k[1], s[1]).unfold(4, k[2], s[2]).flatten(-3)
 
-    lw, uw = win(l), win(u)
-    idx = win(torch.arange(l[0].numel(), device=l.device).reshape((1,) + tuple(l.shape[1:])))
+    lw, uw = win(l, -math.inf), win(u, -math.inf)
+    idx = win(torch.arange(l[0].numel(), device=l.device, dtype=l.dtype).reshape((1,) + tuple(l.shape[1:])), -1).long()
     lmax, best = lw.max(-1)
     others = uw.scatter(-1, best[..., None], -math.inf).max(-1).values
     return idx.expand_as(lw).gather(-1, best[..., None])[..., 0], lmax >= others, uw.max(-1).values
@@ -98,38 +111,69 @@ def _maxpool_relaxation(pool: nn.MaxPool3d, l: torch.Tensor, u: torch.Tensor):
 
 def _stays_patch(layer: nn.Module, size, grid) -> bool:
     """Whether a row with a box of ``size`` on the output of ``layer`` passes it in box form."""
-    return isinstance(layer, WINDOWED + (nn.ReLU,)) and math.prod(size) < math.prod(grid)
+    return isinstance(layer, WINDOWED + CHANNELWISE) and math.prod(size) < math.prod(grid)
 
 
-def backward(layers, bounds: Bounds, start: int, A, alphas: dict | None = None, sets: torch.Tensor | None = None,
-             memo: dict | None = None):
-    """Walk <A, output of layers[start]> back to the input: returns (A_in, c) with
-    <A, h_start> >= <A_in, x> + c for every x whose layer inputs lie in ``bounds``.
+def _split_channels(A, sizes):
+    """Rows on a channel concatenation, split into the rows on each of its inputs."""
+    if isinstance(A, Patches):
+        return [A.with_values(v) for v in A.values.split(sizes, 1)]
+    return list(A.split(sizes, 1))
 
-    ``A``: dense rows (M x output shape) or ``Patches``; row m belongs to set ``sets[m]`` (default
-    0; a Patches carries its own).  ``alphas`` (alpha-CROWN): per ReLU layer i, the lower slopes of
-    every row, shaped like the rows' coefficients there (M x box or M x layer shape); a missing
+
+def backward(layers, bounds: Bounds, tensor: int, A, alphas: dict | None = None, sets: torch.Tensor | None = None,
+             memo: dict | None = None, taps: dict | None = None):
+    """Walk <A, tensor ``tensor``> back to the input: returns (A_in, c) with
+    <A, h_tensor> >= <A_in, x> + c for every x whose tensors lie in ``bounds``.
+
+    The nodes are visited in reverse order; the rows reaching a tensor from each of its readers
+    are summed there (``patches.accumulate``) before its own node is walked through.
+    ``A``: dense rows (M x tensor shape) or ``Patches``; row m belongs to set ``sets[m]`` (default
+    0; a Patches carries its own).  ``alphas`` (alpha-CROWN): per ReLU node i, the lower slopes of
+    every row, shaped like the rows' coefficients there (M x box or M x tensor shape); a missing
     entry is created with CROWN's slopes, so a first pass with ``alphas={}`` sets them up.
     ``memo``: a dict the caller keeps across passes over the same bounds (chunks), holding each
-    ReLU's ``relu_table``."""
+    ReLU's ``relu_table``.  ``taps``: tensors whose (dense) rows to record in the dict as they are
+    reached (branch-and-bound's scores)."""
     m = A.rows if isinstance(A, Patches) else A.shape[0]
     ref = A.values if isinstance(A, Patches) else A
     if sets is None:
         sets = A.sets if isinstance(A, Patches) else torch.zeros(m, dtype=torch.long, device=ref.device)
     memo = {} if memo is None else memo
     c = torch.zeros(m, dtype=ref.dtype, device=ref.device)
-    for i in range(start, -1, -1):
-        layer, (l, u) = layers[i], bounds[i]
+    pending = {tensor: A}
+    for i in range(tensor - 1, -1, -1):
+        A = pending.pop(i + 1, None)
+        if A is None:
+            continue
+        if taps is not None and i + 1 in taps:
+            taps[i + 1] = A.to_dense() if isinstance(A, Patches) else A
+        layer, src = layers[i], layers.sources[i]
+        l, u = bounds[src[0]]
         if isinstance(A, Patches) and not _stays_patch(layer, A.size, A.grid):
             A = A.to_dense()
-        if isinstance(layer, nn.ReLU):
+        if isinstance(layer, Sum):
+            parts = [A, A]
+        elif isinstance(layer, ChannelConcat):
+            parts = _split_channels(A, [bounds[t][0].shape[1] for t in src])
+        elif isinstance(layer, nn.ReLU):
             if i not in memo:
                 memo[i] = relu_table(l, u)
             A, c = _relu_step(memo[i], i, A, c, sets, alphas)
+            parts = [A]
         elif isinstance(A, Patches):
             A, c = _patch_step(layer, l, A, c)
+            parts = [A]
         else:
             A, c = _dense_step(layer, l, u, A, c, sets)
+            parts = [A]
+        for t, part in zip(src, parts):
+            pending[t] = accumulate(pending.get(t), part)
+    A = pending.get(0)
+    if A is None:  # the tensor does not depend on the input
+        A = torch.zeros((m,) + tuple(bounds[0][0].shape[1:]), dtype=ref.dtype, device=ref.device)
+    if taps is not None and 0 in taps:
+        taps[0] = A.to_dense() if isinstance(A, Patches) else A
     return A, c
 
 
@@ -150,6 +194,12 @@ def _relu_step(table, i, A, c, sets, alphas):
     return (A.with_values(out) if isinstance(A, Patches) else out), c + (neg * ui).flatten(1).sum(1)
 
 
+def _scale_shift(layer: ScaleShift, A: torch.Tensor, c):
+    """Through x * s + b per channel: A <- A s, c += sum of A b (``A``: M x C x ...)."""
+    c = c + A.flatten(2).sum(2) @ layer.shift if A.dim() > 2 else c + A @ layer.shift
+    return A * layer.per_channel(layer.scale, A.dim()), c
+
+
 def _dense_step(layer, l, u, A, c, sets):
     m = A.shape[0]
     in_shape = (m,) + tuple(l.shape[1:])
@@ -161,6 +211,8 @@ def _dense_step(layer, l, u, A, c, sets):
         k = _triple(layer.kernel_size)
         w = torch.full((in_shape[1], 1) + k, 1.0 / math.prod(k), dtype=A.dtype, device=A.device)
         return conv3d_input(in_shape, w, A, _triple(layer.stride), 0, groups=in_shape[1]), c
+    if isinstance(layer, ScaleShift):
+        return _scale_shift(layer, A, c)
     if isinstance(layer, nn.Flatten):
         return A.reshape(in_shape), c
     if isinstance(layer, nn.MaxPool3d):
@@ -170,58 +222,74 @@ def _dense_step(layer, l, u, A, c, sets):
         coef = (pos + neg * exact).flatten(1)
         out = torch.zeros(m, l[0].numel(), dtype=A.dtype, device=A.device)
         return out.scatter_add(1, idx.flatten(1), coef).reshape(in_shape), c
-    raise TypeError(f"no bound rule for layer {type(layer).__name__}")
+    raise TypeError(f"no bound rule for node {type(layer).__name__}")
 
 
 def _patch_step(layer, l, A: Patches, c):
-    """Through a windowed linear layer, in box form."""
+    """Through a windowed linear node or a per-channel affine one, in box form."""
     in_grid = tuple(l.shape[2:])
     if isinstance(layer, nn.Conv3d):
         c = c + A.values.sum((2, 3, 4)) @ layer.bias
         return A.through_window(layer.weight, layer.stride, layer.padding, in_grid), c
+    if isinstance(layer, ScaleShift):
+        values, c = _scale_shift(layer, A.values, c)
+        return A.with_values(values), c
     ch, k = l.shape[1], _triple(layer.kernel_size)
     w = torch.full((ch, 1) + k, 1.0 / math.prod(k), dtype=A.values.dtype, device=A.values.device)
     return A.through_window(w, _triple(layer.stride), (0, 0, 0), in_grid, groups=ch), c
 
 
-def crown_lower(layers, bounds: Bounds, sup, start: int, A, alphas=None, sets=None, memo: dict | None = None) -> torch.Tensor:
-    """Lower bounds of <A_m, output of layers[start]> over the set of each row, concretised by ``sup``."""
-    A_in, c = backward(layers, bounds, start, A, alphas, sets, memo)
+def crown_lower(layers, bounds: Bounds, sup, tensor: int, A, alphas=None, sets=None, memo: dict | None = None) -> torch.Tensor:
+    """Lower bounds of <A_m, tensor ``tensor``> over the set of each row, concretised by ``sup``."""
+    A_in, c = backward(layers, bounds, tensor, A, alphas, sets, memo)
     if sets is None and not isinstance(A_in, Patches):
         sets = torch.zeros(A_in.shape[0], dtype=torch.long, device=A_in.device)
     return sup.min(A_in, sets) + c
 
 
-def row_elements(layers, shapes, start: int) -> int:
-    """The most elements one backward row from the output of ``layers[start]`` holds at any layer
-    (its box times channels, or the whole layer once dense); ``shapes[i]`` is the input of layer i."""
-    out = shapes[start + 1]
-    size = (1, 1, 1) if len(out) == 4 else None
-    most = out[0] if size else math.prod(out)
-    for i in range(start, -1, -1):
-        layer, shape = layers[i], shapes[i]
+_ABSENT = object()
+
+
+def row_elements(layers, shapes, tensor: int) -> int:
+    """The most elements one backward row from tensor ``tensor`` holds at any tensor (its box
+    times channels, or the whole tensor once dense); ``shapes[t]`` is the shape of tensor t.
+    Where rows from several readers meet, the larger box is counted (an estimate for the budget)."""
+    out = shapes[tensor]
+    sizes = {tensor: (1, 1, 1) if len(out) == 4 else None}
+    most = out[0] if len(out) == 4 else math.prod(out)
+    for i in range(tensor - 1, -1, -1):
+        if i + 1 not in sizes:
+            continue
+        size, layer = sizes.pop(i + 1), layers[i]
         if size is not None and not _stays_patch(layer, size, shapes[i + 1][1:]):
             size = None
         if size is not None and isinstance(layer, WINDOWED):
             k, s = _triple(layer.kernel_size), _triple(layer.stride)
             size = tuple((p - 1) * st + kk for p, st, kk in zip(size, s, k))
-        most = max(most, shape[0] * math.prod(size) if size else math.prod(shape))
+        for t in layers.sources[i]:
+            prev = sizes.get(t, _ABSENT)
+            if prev is not _ABSENT:
+                size = None if prev is None or size is None else tuple(map(max, prev, size))
+            sizes[t] = size
+            most = max(most, shapes[t][0] * math.prod(size) if size else math.prod(shapes[t]))
     return most
 
 
 def start_rows(layers, shapes, j: int, neurons: torch.Tensor, sets: torch.Tensor, dtype, device):
     """Rows +e_n and -e_n (first and second half) on the output of ``layers[j]`` for the given
-    neurons (K x output ndim), walked through layer j when it is affine: (rows, c, next layer)."""
+    neurons (K x output ndim), walked through node j when it is affine: (rows, c, the tensor they
+    are on)."""
     layer, out = layers[j], shapes[j + 1]
     sets2 = torch.cat([sets, sets])
     if isinstance(layer, nn.Conv3d):
-        rows = neuron_rows(layer, out[1:], torch.cat([neurons, neurons]), shapes[j][1:])
+        src = layers.sources[j][0]
+        rows = neuron_rows(layer, out[1:], torch.cat([neurons, neurons]), shapes[src][1:])
         sign = torch.cat([torch.ones(len(neurons)), -torch.ones(len(neurons))]).to(dtype=dtype, device=device)
         rows = replace(rows, values=rows.values * sign[:, None, None, None, None], sets=sets2)
-        return rows, sign * layer.bias[neurons[:, 0]].repeat(2), j - 1
+        return rows, sign * layer.bias[neurons[:, 0]].repeat(2), src
     if isinstance(layer, nn.Linear):
         w, b = layer.weight[neurons[:, 0]], layer.bias[neurons[:, 0]]
-        return torch.cat([w, -w]), torch.cat([b, -b]), j - 1
+        return torch.cat([w, -w]), torch.cat([b, -b]), layers.sources[j][0]
     k = len(neurons)
     if len(out) == 4:
         values = torch.zeros((2 * k, out[0], 1, 1, 1), dtype=dtype, device=device)
@@ -229,12 +297,12 @@ def start_rows(layers, shapes, j: int, neurons: torch.Tensor, sets: torch.Tensor
             [torch.ones(k), -torch.ones(k)]).to(dtype=dtype, device=device)[:, None, None, None]
         rows = Patches(values, torch.cat([neurons, neurons])[:, 1:], sets2, tuple(out[1:]), (1, 1, 1), (0, 0, 0),
                        tuple(out[1:]))
-        return rows, torch.zeros(2 * k, dtype=dtype, device=device), j
+        return rows, torch.zeros(2 * k, dtype=dtype, device=device), j + 1
     eye = torch.zeros((2 * k, math.prod(out)), dtype=dtype, device=device)
     flat = neurons[:, 0]
     eye[torch.arange(k, device=device), flat] = 1.0
     eye[torch.arange(k, 2 * k, device=device), flat] = -1.0
-    return eye.reshape((2 * k,) + tuple(out)), torch.zeros(2 * k, dtype=dtype, device=device), j
+    return eye.reshape((2 * k,) + tuple(out)), torch.zeros(2 * k, dtype=dtype, device=device), j + 1
 
 
 ALPHA_CHUNK_SHARE = 4  # alpha-CROWN keeps each pass's tensors for the gradient: chunks this many times smaller
@@ -243,14 +311,14 @@ ALPHA_CHUNK_SHARE = 4  # alpha-CROWN keeps each pass's tensors for the gradient:
 def _chunked_lower(layers, bounds: Bounds, sup, n: int, chunk: int, rows_of, alpha_steps: int, alpha_lr: float,
                    early_stop: bool = True, deadline: float = math.inf):
     """Per chunk [a, b) of n items: the lower bounds of the rows ``rows_of(a, b)`` = (A, c, sets,
-    start layer), by CROWN, or by alpha-CROWN when ``alpha_steps`` > 0 (``alpha.optimise``); no
+    the tensor they are on), by CROWN, or by alpha-CROWN when ``alpha_steps`` > 0 (``alpha.optimise``); no
     chunk starts after ``deadline``."""
     memo = {}
     for a in range(0, n, chunk):
         if time.perf_counter() >= deadline:
             return
-        A, c, sets, start = rows_of(a, min(n, a + chunk))
-        bound_of = lambda alphas: c + crown_lower(layers, bounds, sup, start, A, alphas, sets, memo)  # noqa: E731
+        A, c, sets, tensor = rows_of(a, min(n, a + chunk))
+        bound_of = lambda alphas: c + crown_lower(layers, bounds, sup, tensor, A, alphas, sets, memo)  # noqa: E731
         yield a, (optimise(bound_of, alpha_steps, alpha_lr, early_stop, deadline) if alpha_steps > 0 else bound_of(None))
 
 
@@ -270,8 +338,8 @@ def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torc
 
     def rows_of(a, b):
         sets, neurons = picked[a:b, 0], picked[a:b, 1:]
-        A, c, start = start_rows(layers, shapes, j, neurons, sets, lo.dtype, lo.device)
-        return A, c, torch.cat([sets, sets]), start
+        A, c, tensor = start_rows(layers, shapes, j, neurons, sets, lo.dtype, lo.device)
+        return A, c, torch.cat([sets, sets]), tensor
 
     lo, hi = lo.clone(), hi.clone()
     for a, res in _chunked_lower(layers, bounds, sup, len(picked), chunk, rows_of, alpha_steps, alpha_lr,
@@ -283,31 +351,40 @@ def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torc
     return lo, hi
 
 
+def _readers(layers) -> dict[int, tuple]:
+    """Per tensor, the types of the nonlinear nodes that read it."""
+    out: dict[int, tuple] = {}
+    for i, m in enumerate(layers):
+        if isinstance(m, NONLINEAR):
+            out[layers.sources[i][0]] = out.get(layers.sources[i][0], ()) + (type(m),)
+    return out
+
+
 def layer_bounds(layers, sup, relaxation: str = "crown", splits: dict | None = None, budget: int | None = None,
                  alpha_steps: int = 30, alpha_lr: float = 0.25, prior: Bounds | None = None,
                  deadline: float = math.inf) -> Bounds:
-    """Bounds of every layer input over each set of ``sup`` (N x shape): the first affine layer
-    exactly, the rest by IBP, and for inputs of nonlinear layers by CROWN too (intersected with IBP;
-    for a ReLU only where IBP leaves it unstable, since CROWN cannot change a stable phase) unless
-    ``relaxation == "ibp"``; alpha-CROWN optimises the slopes of every unstable neuron's bounds.
-    ``prior``: boxes already known to hold over the same sets (e.g. CROWN's), intersected with
-    every layer's new bounds.
+    """Bounds of every tensor over each set of ``sup`` (N x shape): the input's box; the outputs of
+    the closed-form nodes exactly (``closed_form_nodes``); the rest by IBP, and the tensors that a
+    nonlinear node reads by CROWN too (intersected with IBP; for a ReLU's input only where IBP leaves
+    it unstable, since CROWN cannot change a stable phase) unless ``relaxation == "ibp"``;
+    alpha-CROWN optimises the slopes of every unstable neuron's bounds.  ``prior``: boxes already
+    known to hold over the same sets (e.g. CROWN's), intersected with every tensor's new bounds.
 
-    ``splits`` (branch-and-bound) maps a ReLU's layer index to a tensor shaped like its input (or
+    ``splits`` (branch-and-bound) maps a tensor that a ReLU reads to a tensor shaped like it (or
     N x that) with +1 (the sub-problem requires input >= 0), -1 (input <= 0) or 0 (free); the
-    bounds of that input are clipped accordingly, which is sound on the sub-problem.  A lower bound
+    bounds of that tensor are clipped accordingly, which is sound on the sub-problem.  A lower bound
     above an upper bound then means the sub-problem is empty."""
-    f = first_affine_index(layers)
+    closed, readers = closed_form_nodes(layers), _readers(layers)
     bounds: Bounds = [(sup.box_lo, sup.box_hi)]
     for i, layer in enumerate(layers):
-        if i == f:
+        if i in closed:
             lo, hi = first_layer_bounds(layer, sup, budget)
         else:
-            lo, hi = interval(layer, *bounds[i])
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if relaxation != "ibp" and i > f and isinstance(nxt, NONLINEAR):
+            lo, hi = node_interval(layer, [bounds[t] for t in layers.sources[i]])
+            kinds = readers.get(i + 1, ())
+            if relaxation != "ibp" and kinds:
                 # a ReLU only needs better bounds where IBP leaves it unstable; a max-pool uses them all
-                which = (lo < 0) & (hi > 0) if isinstance(nxt, nn.ReLU) else torch.ones_like(lo, dtype=torch.bool)
+                which = (lo < 0) & (hi > 0) if kinds == (nn.ReLU,) * len(kinds) else torch.ones_like(lo, dtype=torch.bool)
                 steps = alpha_steps if relaxation == "alpha-crown" else 0
                 lo, hi = crown_refine(layers, bounds, sup, i, lo, hi, which, budget, steps, alpha_lr, deadline)
         if prior is not None:
@@ -332,7 +409,7 @@ def ibp_margins(layers, bounds: Bounds, S: torch.Tensor) -> torch.Tensor:
     """Lower bounds of S @ logits per set (N x M) by interval arithmetic, with S folded into the
     last Linear (the exact range of S W h + S b over the box of its input h)."""
     last = len(layers) - 1
-    l, u = bounds[last]
+    l, u = bounds[layers.sources[last][0]]
     if isinstance(layers[last], nn.Linear):
         w, b = S @ layers[last].weight, S @ layers[last].bias
         return ((u + l) / 2) @ w.t() + b - ((u - l) / 2) @ w.abs().t()
@@ -344,13 +421,12 @@ def spec_lower(layers, bounds: Bounds, sup, S: torch.Tensor, pairs: torch.Tensor
                alpha_steps: int = 0, alpha_lr: float = 0.25, deadline: float = math.inf) -> torch.Tensor:
     """CROWN (alpha-CROWN when ``alpha_steps`` > 0) lower bounds of the margins ``pairs`` (K x 2:
     set, row of S), in chunks under the budget; -inf for the rows of chunks after ``deadline``."""
-    last = len(layers) - 1
     per_row = max(math.prod(b[0].shape[1:]) for b in bounds)
     chunk = max(1, rows_per_chunk(budget or default_budget(S.device), per_row, S.element_size())
                 // (ALPHA_CHUNK_SHARE if alpha_steps else 1))
 
     def rows_of(a, b):
-        return S[pairs[a:b, 1]], 0.0, pairs[a:b, 0], last
+        return S[pairs[a:b, 1]], 0.0, pairs[a:b, 0], len(layers)
 
     out = torch.full((len(pairs),), -math.inf, dtype=S.dtype, device=S.device)
     for a, res in _chunked_lower(layers, bounds, sup, len(pairs), chunk, rows_of, alpha_steps, alpha_lr, False, deadline):

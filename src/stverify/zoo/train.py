@@ -40,7 +40,7 @@ def linf_box(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 def logit_bounds(model: nn.Module, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """IBP lower and upper bounds of the logits over the box [lo, hi] (batched, differentiable)."""
-    return interval_all(list(model.children()), lo, hi)[-1]
+    return interval_all(model, lo, hi)[-1]
 
 
 def worst_case_logits(lb: torch.Tensor, ub: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
