@@ -1,9 +1,10 @@
 """Per-neuron LP tightening of unstable ReLU inputs: the ``lp`` big-M source.
 
-Starts from STBP bounds.  The input of the first nonlinear layer is an affine function of x, which
-STBP already bounds exactly over the threat set, so the LPs begin at the next ReLU layer.
-For each such ReLU layer i in order, the LP relaxation (binaries in [0, 1]) of the MILP of layers
-0..i-1 over the threat set bounds every unstable input neuron (l < 0 < u):  l_n >= min z_n and
+Starts from STBP bounds.  A ReLU input that is an affine function of x (``Network.affine_in_input``:
+the input of the first nonlinear layer) is already bounded exactly over the threat set, so the LPs
+begin at the first ReLU input that is not.  For each such tensor t in order, the LP relaxation
+(binaries in [0, 1]) of the MILP of the nodes before it over the threat set bounds every unstable
+neuron (l < 0 < u):  l_n >= min z_n and
 u_n <= max z_n.  Cheapest first: neurons by smallest min(-l, u), the side nearer zero first, and a
 neuron is left as soon as one side proves it stable.  Each LP value, moved outward by
 ``tolerances.solver_margin``, replaces the bound only where it is tighter, so every bound stays
@@ -23,7 +24,6 @@ from .. import tolerances
 from ..encodings.backends.highs import build
 from ..deadline import DeadlineExceeded
 from ..encodings.milp import encode, relax_negligible
-from ..network.layers import MaxPool3d, ReLU
 from ..threats import DEFAULT_DOMAIN
 
 
@@ -32,10 +32,7 @@ def tighten(net, x0, threat, bounds, domain=DEFAULT_DOMAIN, deadline: float = ma
     bounds = [(lo.copy(), hi.copy()) for lo, hi in bounds]
     stats = {"lps": 0, "unstable_before": 0, "stabilised": 0, "tightened": 0, "finished": True}
     start = time.perf_counter()
-    first = next(i for i, layer in enumerate(net.layers) if isinstance(layer, (ReLU, MaxPool3d)))
-    for i, layer in enumerate(net.layers):
-        if i <= first or not isinstance(layer, ReLU):
-            continue
+    for i in sorted(set(net.relu_inputs.values()) - net.affine_in_input):
         lo, hi = (b.reshape(-1) for b in bounds[i])  # views: writes go to bounds[i]
         try:
             enc = encode(net, x0, threat, bounds, domain, upto=i, deadline=deadline)

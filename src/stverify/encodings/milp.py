@@ -1,14 +1,17 @@
-"""Network + threat set -> a solver-neutral MILP (MIPVerify-style per-layer encodings).
+"""Network + threat set -> a solver-neutral MILP (MIPVerify-style per-node encodings).
 
 Only entries that depend on perturbable voxels (``common.dependency_masks``) get a variable;
 every other entry is a constant, its clean activation at x0, folded into row right-hand sides.
-``vars[i]`` holds, per entry of the input of layer i, its variable index or -1 (constant).
+``vars[t]`` holds, per entry of tensor t (in a chain: the input of layer t), its variable index or
+-1 (constant); a node reads the variables of the tensors it reads (``Network.sources``).
 
-* Conv3d / Linear / AvgPool3d: z = W h + b as equalities ``z - W_var h_var = b + W_const h_const``,
-  z bounded by the given boxes; Flatten reshapes the index array.
+* linear nodes, z = sum over inputs of W_s h_s + b (Conv3d, Linear, AvgPool3d; BatchNorm: a
+  diagonal W; Add: two identities) as equalities ``z - sum W_var h_var = b + sum W_const h_const``,
+  z bounded by the given boxes; Flatten reshapes the index array, Concat joins the inputs' arrays
+  (neither creates a variable).
 * ReLU on z in [l, u]: u <= 0 -> 0; l >= 0 -> y = z; else one binary a and
   y >= z, y >= 0, y <= z - l (1 - a), y <= u a  (asymmetric big-M).
-* MaxPool3d: inputs with u_i < max_j l_j are never the maximum and are dropped; one survivor ->
+* MaxPool3d: inputs with u_i < max_j l_j (and padding) are never the maximum and are dropped; one survivor ->
   y = x_i; else binaries a_i (sum a = 1), y >= x_i, y <= x_i + (u_max - l_i)(1 - a_i).
 * Threat set, x = x0 + d with d_v in [dlo_v, dhi_v] (the clipped interval minus x0): perturbed
   voxels are variables bounded by that interval; ``anyframes`` adds a binary z_t per frame with
@@ -16,7 +19,7 @@ every other entry is a constant, its clean activation at x0, folded into row rig
   sum b = 1 and dlo_v B_v <= x_v - x0_v <= dhi_v B_v, B_v = sum of b_p over placements covering v;
   an explicit union of boxes (``Boxes``, e.g. from VNN-LIB) a binary b_k per member with sum b = 1
   and sum_k lo_kv b_k <= x_v <= sum_k hi_kv b_k (``_member_rows``).
-The big-M constants come from ``bounds`` (``bounds[i]`` a box containing the input of layer i),
+The big-M constants come from ``bounds`` (``bounds[t]`` a box containing tensor t),
 which must be sound: the encoding is exact exactly when they are.  Building stops with
 ``DeadlineExceeded`` once ``deadline`` passes (checked per layer and per block of CHUNK_TERMS terms).
 """
@@ -32,7 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .. import tolerances
 from ..deadline import check
 from ..network.graph import Network
-from ..network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, ReLU
+from ..network.layers import Add, AvgPool3d, BatchNorm, Concat, Conv3d, Flatten, Linear, MaxPool3d, ReLU
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Threat
 from .common import prepare
 
@@ -226,46 +229,86 @@ def _linear_map(layer, shape, sel: np.ndarray):
     raise TypeError(f"{type(layer).__name__} is not affine")
 
 
+TERMS = (Conv3d, Linear, AvgPool3d, BatchNorm, Add)  # linear nodes encoded by their terms (``linear_terms``)
+
+
+def linear_terms(layer, shapes, sel: np.ndarray):
+    """The affine map of a linear node (its inputs' shapes ``shapes``) restricted to the flat
+    outputs ``sel``: per input, entries (r, c, w) with r indexing ``sel`` and c the flat input entry;
+    and the bias of each output."""
+    n = len(sel)
+    if isinstance(layer, Add):
+        r = np.arange(n)
+        return [(r, sel, np.ones(n)), (r, sel, np.ones(n))], np.zeros(n)
+    if isinstance(layer, BatchNorm):
+        ch = sel // int(np.prod(shapes[0][1:]))
+        return [(np.arange(n), sel, layer.scale[ch])], layer.shift[ch]
+    r, c, w, b = _linear_map(layer, shapes[0], sel)
+    return [(r, c, w)], b
+
+
 def _fan_in(layer, shape) -> int:
     if isinstance(layer, Linear):
         return layer.weight.shape[1]
+    if isinstance(layer, (Add, BatchNorm)):
+        return 2
     return (shape[0] if isinstance(layer, Conv3d) else 1) * math.prod(layer.kernel)
 
 
-def _affine_terms(layer, shape, v: np.ndarray, const: np.ndarray, sel: np.ndarray, deadline: float = math.inf):
-    """Variable terms (r, var, w) and constant part b + W_const h_const of the outputs ``sel``,
+def _affine_terms(layer, shapes, vs, consts, sel: np.ndarray, deadline: float = math.inf):
+    """Variable terms (r, var, w) and constant part b + sum W_const h_const of the outputs ``sel``
+    of a linear node reading tensors of ``shapes`` (their variables ``vs``, clean values ``consts``),
     built in blocks of at most CHUNK_TERMS terms with a deadline check before each."""
-    step = max(1, CHUNK_TERMS // _fan_in(layer, shape))
+    step = max(1, CHUNK_TERMS // _fan_in(layer, shapes[0]))
     parts = []
     for a in range(0, max(len(sel), 1), step):
         check(deadline, "the MILP encoding")
         part = sel[a:a + step]
-        r, c, w, b = _linear_map(layer, shape, part)
-        vin, cin = v.ravel()[c], const.ravel()[c]
-        is_var = vin >= 0
-        rhs = b + np.bincount(r[~is_var], w[~is_var] * cin[~is_var], minlength=len(part))
-        parts.append((r[is_var] + a, vin[is_var], w[is_var], rhs))
+        terms, rhs = linear_terms(layer, shapes, part)
+        rr, vv, ww = [], [], []
+        for (r, c, w), v, const in zip(terms, vs, consts):
+            vin, cin = v.ravel()[c], const.ravel()[c]
+            is_var = vin >= 0
+            rhs = rhs + np.bincount(r[~is_var], w[~is_var] * cin[~is_var], minlength=len(part))
+            rr.append(r[is_var] + a)
+            vv.append(vin[is_var])
+            ww.append(w[is_var])
+        parts.append((np.concatenate(rr), np.concatenate(vv), np.concatenate(ww), rhs))
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
 
 
+def pool_windows(layer, shape, sel: np.ndarray) -> np.ndarray:
+    """Flat input entries (n x K, -1 on padding) of the windows of the pooled outputs ``sel``."""
+    win = _windows(shape[1:], layer.kernel, layer.stride, layer.padding)
+    ch, p = np.divmod(sel, len(win))
+    return np.where(win[p] >= 0, ch[:, None] * int(np.prod(shape[1:])) + win[p], -1)
+
+
+def node_sources(net: Network, j: int, sel: np.ndarray) -> list[np.ndarray]:
+    """Per tensor node j reads, the flat entries on which its outputs ``sel`` depend through
+    non-zero weights."""
+    layer, shapes = net.layers[j], [net.shapes[t] for t in net.sources[j]]
+    if isinstance(layer, TERMS):
+        return [c for _, c, _ in linear_terms(layer, shapes, sel)[0]]
+    if isinstance(layer, MaxPool3d):
+        w = pool_windows(layer, shapes[0], sel)
+        return [w[w >= 0]]
+    if isinstance(layer, Concat):
+        ends = np.cumsum([int(np.prod(s)) for s in shapes])
+        return [sel[(sel >= e - int(np.prod(s))) & (sel < e)] - (e - int(np.prod(s))) for s, e in zip(shapes, ends)]
+    return [sel]  # ReLU, Flatten: entry to entry
+
+
 def cone(net: Network, upto: int, keep) -> list[np.ndarray]:
-    """Masks, one per input of layers 0..upto: the entries on which the entries ``keep`` (flat
-    indices) of the input of layer ``upto`` depend through non-zero weights (their cone of influence)."""
-    masks = [np.zeros(0, dtype=bool)] * (upto + 1)
-    masks[upto] = np.zeros(int(np.prod(net.shapes[upto])), dtype=bool)
+    """Masks, one per tensor 0..upto: the entries on which the entries ``keep`` (flat indices) of
+    tensor ``upto`` depend through non-zero weights (their cone of influence)."""
+    masks = [np.zeros(int(np.prod(s)), dtype=bool) for s in net.shapes[:upto + 1]]
     masks[upto][np.asarray(keep, dtype=np.int64)] = True
     for j in range(upto - 1, -1, -1):
-        layer, shape, sel = net.layers[j], net.shapes[j], np.flatnonzero(masks[j + 1])
-        if isinstance(layer, (Conv3d, Linear, AvgPool3d)):
-            src = _linear_map(layer, shape, sel)[1]
-        elif isinstance(layer, MaxPool3d):
-            win = _windows(shape[1:], layer.kernel, layer.stride)
-            ch, p = np.divmod(sel, len(win))
-            src = ch[:, None] * int(np.prod(shape[1:])) + win[p]
-        else:  # ReLU, Flatten: entry to entry
-            src = sel
-        masks[j] = np.zeros(int(np.prod(shape)), dtype=bool)
-        masks[j][np.ravel(src)] = True
+        sel = np.flatnonzero(masks[j + 1])
+        if len(sel):
+            for t, src in zip(net.sources[j], node_sources(net, j, sel)):
+                masks[t][np.ravel(src)] = True
     return [m.reshape(s) for m, s in zip(masks, net.shapes)]
 
 
@@ -343,10 +386,15 @@ class _Encoder:
             w = np.concatenate([np.ones(need.sum()), -df[ch, voxel[p]]])
             self.m.add_rows(r, c, w, x0f[need] if is_lower else -np.inf, np.inf if is_lower else x0f[need])
 
-    # --- layers --------------------------------------------------------------------------
-    def affine(self, i: int, v: np.ndarray) -> np.ndarray:
+    # --- nodes ---------------------------------------------------------------------------
+    def _terms(self, i: int, vs, sel):
+        src = self.net.sources[i]
+        return _affine_terms(self.net.layers[i], [self.net.shapes[t] for t in src], vs, [self.clean[t] for t in src], sel,
+                             self.deadline)
+
+    def affine(self, i: int, vs) -> np.ndarray:
         sel = np.flatnonzero(self.depends[i + 1])
-        r, c, w, rhs = _affine_terms(self.net.layers[i], self.net.shapes[i], v, self.clean[i], sel, self.deadline)
+        r, c, w, rhs = self._terms(i, vs, sel)
         has_var = np.zeros(len(sel), dtype=bool)
         has_var[r] = True
         out = np.full(self.net.shapes[i + 1], -1, dtype=np.int64)
@@ -359,7 +407,7 @@ class _Encoder:
         return out
 
     def relu(self, i: int, v: np.ndarray) -> np.ndarray:
-        l, u = self.bounds[i]
+        l, u = self.bounds[self.net.source(i)]
         out = np.where((v >= 0) & (l >= 0), v, -1)
         # a dependent neuron with u <= 0 is the constant 0 on the (sub-)problem, even where the
         # clean input x0 lies outside it (a branch-and-bound split forcing the phase inactive)
@@ -379,12 +427,12 @@ class _Encoder:
         return out
 
     def maxpool(self, i: int, v: np.ndarray) -> np.ndarray:
-        layer, shape = self.net.layers[i], self.net.shapes[i]
-        win = _windows(shape[1:], layer.kernel, layer.stride)
+        t = self.net.source(i)
         sel = np.flatnonzero(self.depends[i + 1])
-        ch, p = np.divmod(sel, len(win))
-        idx = ch[:, None] * int(np.prod(shape[1:])) + win[p]  # n x K flat inputs per window
-        l, u, vin, cin = (a.ravel()[idx] for a in (*self.bounds[i], v, self.clean[i]))
+        idx = pool_windows(self.net.layers[i], self.net.shapes[t], sel)  # n x K flat inputs per window, -1: padding
+        pad, idx = idx < 0, np.maximum(idx, 0)
+        l, u, vin, cin = (a.ravel()[idx] for a in (*self.bounds[t], v, self.clean[t]))
+        l, u = np.where(pad, -np.inf, l), np.where(pad, -np.inf, u)
         alive = u >= l.max(1, keepdims=True)
         out = np.full(self.net.shapes[i + 1], -1, dtype=np.int64)
         single = alive.sum(1) == 1
@@ -414,22 +462,24 @@ class _Encoder:
         logits = None
         for i in range(n):
             check(self.deadline, "the MILP encoding")
-            layer, v = layers[i], vs[-1]
-            if upto is None and i == len(layers) - 1 and isinstance(layer, (Conv3d, Linear, AvgPool3d)):
+            layer, ins = layers[i], [vs[t] for t in self.net.sources[i]]
+            if upto is None and i == len(layers) - 1 and isinstance(layer, TERMS):
                 sel = np.arange(self.net.n_classes)
-                r, c, w, rhs = _affine_terms(layer, self.net.shapes[i], v, self.clean[i], sel, self.deadline)
+                r, c, w, rhs = self._terms(i, ins, sel)
                 logits = (sp.csr_matrix((w, (r, c)), shape=(len(sel), self.m.n_vars)), rhs)
                 break
-            if isinstance(layer, (Conv3d, Linear, AvgPool3d)):
-                vs.append(self.affine(i, v))
+            if isinstance(layer, TERMS):
+                vs.append(self.affine(i, ins))
             elif isinstance(layer, ReLU):
-                vs.append(self.relu(i, v))
+                vs.append(self.relu(i, ins[0]))
             elif isinstance(layer, MaxPool3d):
-                vs.append(self.maxpool(i, v))
+                vs.append(self.maxpool(i, ins[0]))
             elif isinstance(layer, Flatten):
-                vs.append(v.reshape(-1))
+                vs.append(ins[0].reshape(-1))
+            elif isinstance(layer, Concat):
+                vs.append(np.concatenate(ins, axis=0))
             else:
-                raise TypeError(f"no MILP encoding for layer {i} ({type(layer).__name__})")
+                raise TypeError(f"no MILP encoding for node {i} ({type(layer).__name__})")
         if upto is None and logits is None:  # the network ends in a non-affine layer
             v = vs[-1]
             r = np.flatnonzero(v >= 0)

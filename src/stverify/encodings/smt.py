@@ -12,19 +12,19 @@ Entries of every layer are exact constants (``Fraction``) or exact affine forms 
 few Real variables.  Entries that cannot change over S(x0) are constants: those outside the
 dependency masks of ``common``, and also those behind stable inactive ReLUs or exactly cancelling
 weights (constancy is tracked per entry, so the masks are not needed); constants are computed in
-exact rational arithmetic, never in float64.  Affine layers (Conv3d, Linear, AvgPool3d, Flatten) compose forms
-exactly and create no variable, so z3's exact simplex, whose pivots are the cost, gets one row
-per unstable neuron rather than one per neuron:
+exact rational arithmetic, never in float64.  Linear nodes (Conv3d, Linear, AvgPool3d, BatchNorm,
+Add, Flatten, Concat) compose forms exactly and create no variable, so z3's exact simplex, whose
+pivots are the cost, gets one row per unstable neuron rather than one per neuron:
   * input: a Real x_v in [lo_v, hi_v] for a perturbable voxel with lo_v < hi_v, else x0_v;
   * ReLU on a form t with bounds [l, u]: u <= 0 -> 0, l >= 0 -> t, else Reals a = t and r and a
     Bool phase p:  r >= 0,  r >= a,  p -> (a >= 0 and r <= a),  not p -> (a <= 0 and r <= 0);
-  * MaxPool3d: inputs with u_i < max_k l_k are dropped, m = If-chain maximum of the rest, m >= each;
+  * MaxPool3d: inputs with u_i < max_k l_k (and padding) are dropped, m = If-chain maximum of the rest, m >= each;
   * choice of regions (anyframes, anypatch): one Bool b_r per region, PbEq(b, choose), and a
     voxel covered by no chosen region keeps its value: (OR of b_r, r covering v) or x_v = x0_v.
     (Exactly = at most: x0 lies in every member box, see threats.py; PbEq propagates better.);
     an explicit union of boxes (``Boxes``) one Bool m_k per member, PbEq(m, 1), m_k -> x in box k;
   * the negated property: a Real d_j = logit_j - logit_y per competitor j, and OR_j d_j >= delta.
-With ``bounds`` (the widened STBP bounds of every layer input) stable ReLUs are fixed, max-pool
+With ``bounds`` (the widened STBP bounds of every tensor) stable ReLUs are fixed, max-pool
 inputs pruned, and lemmas asserted: l <= a <= u and the triangle (u - l) r <= u (a - l) per
 unstable ReLU, bounds on every max-pool variable, d_j <= -m_j with m_j STBP's margin bound; all
 rounded outward to LEMMA_BITS bits (still valid, shorter numbers for z3).  Without them (the
@@ -41,7 +41,8 @@ import numpy as np
 import z3
 
 from ..network.graph import Network
-from ..network.layers import AvgPool3d, Conv3d, Flatten, Linear, MaxPool3d, ReLU, _windows
+from ..network.layers import AvgPool3d, Concat, Flatten, MaxPool3d, ReLU
+from .milp import TERMS, linear_terms, pool_windows
 from ..threats import DEFAULT_DOMAIN, Boxes, Threat
 
 # A counterexample with margin > -SEARCH_MARGIN may not replay in float32: z3 is asked for a
@@ -60,7 +61,7 @@ class Query:
     y: int
     threat: Threat
     competitors: list[int]  # J
-    bounds: list[tuple[np.ndarray, np.ndarray]] | None = None  # STBP bounds of every layer input, or None
+    bounds: list[tuple[np.ndarray, np.ndarray]] | None = None  # STBP bounds of every tensor, or None
     margin_lb: np.ndarray | None = None  # STBP lower bounds of logit_y - logit_j, or None
     domain: tuple[float, float] = DEFAULT_DOMAIN
 
@@ -83,28 +84,16 @@ def _is_const(v) -> bool:
     return isinstance(v, Fraction)
 
 
-def _window_index(shape, kernel, stride, padding=(0, 0, 0)) -> np.ndarray:
-    """Flat input index of every window element: C x T' x H' x W' x K, -1 for zero padding."""
-    idx = np.pad(np.arange(int(np.prod(shape))).reshape(shape), ((0, 0),) + tuple((p, p) for p in padding),
-                 constant_values=-1)
-    win = _windows(idx[None], kernel, stride)[0]
-    return win.reshape(win.shape[:4] + (-1,))
-
-
-def _affine_rows(layer, shape):
-    """(index, weight, bias): output k = bias[k] + sum_m weight[k, m] * input[index[k, m]] (index -1: zero)."""
+def _exact_terms(layer, shapes, n: int):
+    """Per input of a linear node, (output, input entry, weight) with exact rational weights, and
+    the exact biases: output k = bias[k] + sum of weight * input[entry] over its terms."""
     frac = np.vectorize(Fraction, otypes=[object])
-    if isinstance(layer, Linear):
-        w = frac(layer.weight)
-        return np.broadcast_to(np.arange(w.shape[1]), w.shape), w, frac(layer.bias)
-    if isinstance(layer, Conv3d):
-        win = _window_index(shape, layer.kernel, layer.stride, layer.padding)
-        cols = win.transpose(1, 2, 3, 0, 4).reshape(-1, win.shape[0] * win.shape[4])  # position x (c, kernel)
-        w = frac(layer.weight.reshape(layer.weight.shape[0], -1))
-        n_pos = cols.shape[0]
-        return np.tile(cols, (w.shape[0], 1)), np.repeat(w, n_pos, axis=0), np.repeat(frac(layer.bias), n_pos)
-    win = _window_index(shape, layer.kernel, layer.stride).reshape(-1, int(np.prod(layer.kernel)))  # AvgPool3d
-    return win, np.full(win.shape, Fraction(1, win.shape[1]), dtype=object), np.full(win.shape[0], Fraction(0), dtype=object)
+    terms, bias = linear_terms(layer, shapes, np.arange(n))
+    if isinstance(layer, AvgPool3d):  # 1 / (window size) exactly, not its float64 rounding
+        terms = [(r, c, np.full(len(r), Fraction(1, int(np.prod(layer.kernel))), dtype=object)) for r, c, _ in terms]
+    else:
+        terms = [(r, c, frac(w)) for r, c, w in terms]
+    return terms, frac(bias)
 
 
 class Lin:
@@ -114,6 +103,17 @@ class Lin:
 
     def __init__(self, coef: dict[int, Fraction], const: Fraction = Fraction(0)):
         self.coef, self.const = coef, const
+
+
+def _node_values(layer, shapes, vals_in, n: int) -> np.ndarray:
+    """The entries of a linear node's output, exactly, from its inputs' entries ``vals_in``."""
+    terms, bias = _exact_terms(layer, shapes, n)
+    per_out = [([], []) for _ in range(n)]
+    for (r, c, w), vals in zip(terms, vals_in):
+        for k, e, a in zip(r.tolist(), vals[c].tolist(), w.tolist()):
+            per_out[k][0].append(a)
+            per_out[k][1].append(e)
+    return np.array([_combine(ws, es, b) for (ws, es), b in zip(per_out, bias.tolist())], dtype=object)
 
 
 def _combine(weights, entries, bias: Fraction):
@@ -264,24 +264,28 @@ def encode(q: Query) -> Encoding:
             moved = z3.Or([choice[r] for r in np.flatnonzero(cover[t, yy, xx])])
             b.asserts.extend([z3.Or(moved, b.vars[v] <= _q(x0.flat[i])), z3.Or(moved, b.vars[v] >= _q(x0.flat[i]))])
 
-    for li, layer in enumerate(net.layers):
+    tensors = [vals]  # the entries of every tensor, flat
+    for li, (layer, src) in enumerate(zip(net.layers, net.sources)):
+        ins, n = [tensors[t] for t in src], int(np.prod(net.shapes[li + 1]))
         if isinstance(layer, Flatten):
-            continue
-        if isinstance(layer, ReLU):
-            lows, highs = layer_bounds(li, len(vals))
-            vals = np.array([b.relu(e, l, h) for e, l, h in zip(vals, lows, highs)], dtype=object)
+            vals = ins[0]
+        elif isinstance(layer, Concat):
+            vals = np.concatenate(ins)
+        elif isinstance(layer, ReLU):
+            lows, highs = layer_bounds(src[0], n)
+            vals = np.array([b.relu(e, l, h) for e, l, h in zip(ins[0], lows, highs)], dtype=object)
         elif isinstance(layer, MaxPool3d):
-            lows, highs = layer_bounds(li, len(vals))
-            lows = [e if _is_const(e) else l for e, l in zip(vals, lows)]
-            highs = [e if _is_const(e) else h for e, h in zip(vals, highs)]
-            win = _window_index(net.shapes[li], layer.kernel, layer.stride).reshape(-1, int(np.prod(layer.kernel)))
-            vals = np.array([b.max(list(vals[w]), [lows[i] for i in w], [highs[i] for i in w]) for w in win], dtype=object)
-        elif isinstance(layer, (Conv3d, Linear, AvgPool3d)):
-            index, weight, bias = _affine_rows(layer, net.shapes[li])
-            vals = np.array([_combine(ws[idx >= 0], vals[idx[idx >= 0]], c) for idx, ws, c in zip(index, weight, bias)],
-                            dtype=object)
+            lows, highs = layer_bounds(src[0], len(ins[0]))
+            lows = [e if _is_const(e) else l for e, l in zip(ins[0], lows)]
+            highs = [e if _is_const(e) else h for e, h in zip(ins[0], highs)]
+            win = pool_windows(layer, net.shapes[src[0]], np.arange(n))
+            vals = np.array([b.max(list(ins[0][w[w >= 0]]), [lows[i] for i in w[w >= 0]], [highs[i] for i in w[w >= 0]])
+                             for w in win], dtype=object)
+        elif isinstance(layer, TERMS):
+            vals = _node_values(layer, [net.shapes[t] for t in src], ins, n)
         else:
-            raise TypeError(f"the SMT encoding does not support layer {li}: {layer.describe()}")
+            raise TypeError(f"the SMT encoding does not support node {li}: {layer.describe()}")
+        tensors.append(vals)
 
     diffs = []
     for j in q.competitors:
