@@ -118,6 +118,26 @@ def test_unused_nodes_are_dropped_and_fold_nothing():
     np.testing.assert_array_equal(net.layers[1].weight, model.fc.weight.detach().double().numpy())
 
 
+class Constants(nn.Module):
+    """Per-channel constants on either side of + - * /, with alpha and in place: one BatchNorm node."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("c", torch.tensor([0.5, -2.0]).view(1, 2, 1, 1, 1))
+
+    def forward(self, x):
+        y = 1.5 - torch.sub(x, self.c, alpha=2.0)
+        y = (self.c + y * self.c) / 4.0
+        y = torch.add(y, self.c, alpha=-1.0)
+        y *= 3.0
+        return torch.flatten(y - 0.125, 1)
+
+
+def test_constants_per_channel_become_one_scale_and_shift():
+    net = _assert_torch_import(Constants())
+    assert [type(layer).__name__ for layer in net.layers] == ["BatchNorm", "Flatten"]
+
+
 # ---------------------------------------------------------------- ONNX
 
 

@@ -65,7 +65,7 @@ def test_traced_modules_match_torch():
     model = Traced().double().eval()
     net = from_torch(model, (1, 2, 4, 4))
     assert [type(layer) for layer in net.layers] == [Conv3d, ReLU, MaxPool3d, ReLU, Flatten, Linear, ReLU, Linear]
-    assert net.name == "Traced"
+    assert net.name == "Traced" and net.is_chain
     x = torch.rand(2, 1, 2, 4, 4, dtype=torch.float64)
     np.testing.assert_allclose(net.forward(x.numpy()), model(x).detach().numpy(), atol=1e-9, rtol=0)
     model = ViewNet().double().eval()
@@ -127,6 +127,11 @@ class ViewReadAfterInPlace(nn.Module):
         return f + torch.flatten(y, 1)
 
 
+class Reciprocal(nn.Module):
+    def forward(self, x):
+        return torch.flatten(2.0 / x, 1)
+
+
 class TwoInputs(nn.Module):
     def forward(self, x, y):
         return torch.flatten(x + y, 1)
@@ -150,6 +155,7 @@ class TwoInputs(nn.Module):
     (BroadcastAdd(), ["add", "'add'", "(1, 2, 2, 2) and (1, 1, 1, 1)", "one shape"]),
     (ReadAfterInPlace(), ["'add'", "'relu_'", "in-place"]),
     (ViewReadAfterInPlace(), ["'flatten_1'", "'relu_'", "in-place"]),
+    (Reciprocal(), ["truediv", "'truediv'", "not affine"]),
     (TwoInputs(), ["more than one input", "'y'"]),
 ])
 def test_torch_unsupported(model, words):

@@ -31,6 +31,38 @@ def scaled(layer: Layer, scale: np.ndarray, shift: np.ndarray) -> Layer:
     return dataclasses.replace(layer, weight=layer.weight * s, bias=layer.bias * scale + shift)
 
 
+def per_channel(c: np.ndarray, shape: Shape) -> np.ndarray:
+    """A constant that broadcasts to a tensor of ``shape`` (batch of one) as one value per channel
+    (axis 0 of ``shape``); ValueError if it does not broadcast or varies within a channel."""
+    c = np.asarray(c, dtype=np.float64)
+    full = (1,) + tuple(shape)
+    try:
+        fits = np.broadcast_shapes(c.shape, full) == full
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"the constant of shape {c.shape} does not broadcast to the tensor's shape {full}")
+    per = np.broadcast_to(c, full)[0].reshape(shape[0], -1)
+    if not np.all(per == per[:, :1]):
+        raise ValueError("the constant varies within a channel: only a constant per channel (or a scalar) is supported")
+    return per[:, 0].copy()
+
+
+def constant_op(op: str, c: np.ndarray, tensor_first: bool, alpha: float = 1.0) -> BatchNorm:
+    """The per-channel affine node of ``x op c`` (``c op x`` unless ``tensor_first``) for op in add,
+    sub, mul, div and a per-channel constant c: x + alpha c, x - alpha c, c + alpha x, c - alpha x,
+    x c, x / c.  ValueError for c / x (not affine)."""
+    ones, zeros = np.ones_like(c), np.zeros_like(c)
+    if op in ("add", "sub"):
+        sign = 1 if op == "add" else -1
+        return BatchNorm(ones, sign * alpha * c) if tensor_first else BatchNorm(sign * alpha * ones, c)
+    if op == "mul":
+        return BatchNorm(c, zeros)
+    if not tensor_first:
+        raise ValueError("divides a constant by a computed tensor (not affine)")
+    return BatchNorm(1 / c, zeros)
+
+
 class GraphBuilder:
     """Nodes over tensors (0: the input; k + 1: the output of node k) and the shape of each tensor
     (without the batch axis).  Shape errors are raised as ``error`` (the importer's error type)."""
@@ -70,6 +102,7 @@ class GraphBuilder:
                 (t,) = sources[i]
                 layers[t - 1] = scaled(layers[t - 1], layers[i].scale, layers[i].shift)
                 moved[i + 1] = t
+                live.remove(i)
         output = moved.get(output, output)
         keep = self._ancestors(output, sources)
         index = {0: 0} | {k + 1: j + 1 for j, k in enumerate(keep)}

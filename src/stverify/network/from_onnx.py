@@ -24,7 +24,7 @@ from onnx.reference import ReferenceEvaluator
 
 from ..errors import InputError
 from . import layers as L
-from .builder import GraphBuilder
+from .builder import GraphBuilder, constant_op, per_channel
 from .errors import UnsupportedOperatorError
 from .graph import Network
 
@@ -60,7 +60,8 @@ def _pads(node, a: dict, kernel, shape) -> tuple[int, int, int]:
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         strides = a.get("strides", [1, 1, 1])
         out = [-(-n // s) for n, s in zip(shape[1:], strides)]
-        total = [max(0, (o - 1) * s + (k - 1) * d + 1 - n) for o, s, k, d, n in zip(out, strides, kernel, dil, shape[1:])]
+        total = [max(0, (o - 1) * s + (k - 1) * d + 1 - n)
+                 for o, s, k, d, n in zip(out, strides, kernel, dil, shape[1:])]
         if any(t % 2 for t in total):
             _fail(node, f"auto_pad={auto} pads {total} in total per axis: one side more than the other (only "
                         "symmetric padding is supported)")
@@ -71,20 +72,6 @@ def _pads(node, a: dict, kernel, shape) -> tuple[int, int, int]:
     if len(pads) != 6 or pads[:3] != pads[3:]:
         _fail(node, f"pads={pads} are not supported (3D, begin = end: symmetric padding)")
     return tuple(pads[:3])
-
-
-def _per_channel(node, c: np.ndarray, full: tuple[int, ...]) -> np.ndarray:
-    """A constant operand as one value per channel (axis 1) of a tensor of shape ``full``."""
-    try:
-        ok = np.broadcast_shapes(c.shape, full) == full
-    except ValueError:
-        ok = False
-    if not ok:
-        _fail(node, f"the constant of shape {c.shape} does not broadcast to the tensor's shape {full}")
-    per = np.broadcast_to(c, full)[0].reshape(full[1], -1)
-    if not np.all(per == per[:, :1]):
-        _fail(node, "the constant varies within a channel: only a constant per channel (or a scalar) is supported")
-    return per[:, 0].astype(np.float64)
 
 
 class _Converter:
@@ -242,13 +229,14 @@ class _Converter:
             return self.add(node, L.Add(), [tx, ty])
         first = x in self.tensor
         t = self.tensor[x if first else y]
-        c = _per_channel(node, self.const(node, 1 if first else 0), self.full_shape(t))
-        ones, zeros = np.ones_like(c), np.zeros_like(c)
-        if op == "Div" and not first:
-            _fail(node, "divides a constant by a computed tensor (not affine)")
-        scale, shift = {"Add": (ones, c), "Sub": (ones, -c) if first else (-ones, c), "Mul": (c, zeros),
-                        "Div": (1 / c, zeros)}[op]
-        return self.add(node, L.BatchNorm(scale, shift), [t])
+        try:
+            c = per_channel(self.const(node, 1 if first else 0), self.graph.shapes[t])
+            layer = constant_op(op.lower(), c, first)
+        except ValueError as e:
+            if isinstance(e, InputError):
+                raise
+            _fail(node, str(e))
+        return self.add(node, layer, [t])
 
 
 def _evaluate(node, consts: dict, opsets) -> dict:

@@ -29,7 +29,7 @@ from torch import fx, nn
 
 from ..errors import InputError
 from . import layers as L
-from .builder import GraphBuilder
+from .builder import GraphBuilder, constant_op, per_channel
 from .errors import UnsupportedLayerError
 from .graph import Network
 
@@ -159,24 +159,6 @@ def _is_shape_query(node: fx.Node) -> bool:
         node.op == "call_function" and node.target is getattr and node.args[1] == "shape")
 
 
-def _per_channel(value, shape, where: str) -> np.ndarray:
-    """A constant operand as one value per channel of a tensor of ``shape`` (batch of one)."""
-    c = _np(value)
-    full = (1,) + tuple(shape)
-    try:
-        wide = np.broadcast_to(c, full)
-    except ValueError:
-        wide = None
-    if wide is None or np.broadcast_shapes(c.shape, full) != full:
-        raise UnsupportedLayerError(f"the constant of shape {c.shape} at '{where}' does not broadcast to the "
-                                    f"tensor's shape {full}")
-    per = wide.reshape(shape[0], -1)
-    if not np.all(per == per[:, :1]):
-        raise UnsupportedLayerError(f"the constant at '{where}' varies within a channel: only a constant per "
-                                    "channel (or a scalar) can be added, subtracted, multiplied or divided by")
-    return per[:, 0].copy()
-
-
 class _Converter:
     """Walks the traced graph: constants are evaluated, operations on computed tensors become nodes."""
 
@@ -291,7 +273,8 @@ class _Converter:
         if isinstance(m, nn.Linear) and len(shape) != 1:
             raise UnsupportedLayerError(f"Linear at '{where}' receives a tensor of shape {shape}, not a flat vector; "
                                         "the model must flatten it first")
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm3d)) and len(shape) != (4 if isinstance(m, nn.BatchNorm3d) else 1):
+        batchnorm = isinstance(m, (nn.BatchNorm1d, nn.BatchNorm3d))
+        if batchnorm and len(shape) != (4 if isinstance(m, nn.BatchNorm3d) else 1):
             raise UnsupportedLayerError(f"{type(m).__name__} at '{where}' cannot take a tensor of shape {shape}")
         if isinstance(m, nn.Conv3d):
             layer = _conv3d(m, where)
@@ -303,7 +286,7 @@ class _Converter:
             layer = _pool3d(m, where)
         elif isinstance(m, nn.AdaptiveAvgPool3d):
             layer = _adaptive_avg_pool3d(m.output_size, shape, type(m).__name__, where)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm3d)):
+        elif batchnorm:
             layer = _batchnorm(m, where)
         else:
             raise UnsupportedLayerError(f"unsupported layer {type(m).__name__} at '{where}'; supported: {SUPPORTED}")
@@ -326,8 +309,9 @@ class _Converter:
         dims = a.get("dim")
         dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
         if len(shape) != 4 or sorted(d % 5 for d in dims) != [2, 3, 4] or a.get("dtype") is not None:
-            raise UnsupportedLayerError(f"mean at '{where}' over dims {dims} of a tensor of shape {(1,) + shape}: only "
-                                        "the mean over (T, H, W) = dims (2, 3, 4) is supported (global average pooling)")
+            raise UnsupportedLayerError(f"mean at '{where}' over dims {dims} of a tensor of shape {(1,) + shape}: "
+                                        "only the mean over (T, H, W) = dims (2, 3, 4) is supported (global "
+                                        "average pooling)")
         u = self.graph.add(L.AvgPool3d.global_(shape[1:]), [t], where, f"mean at '{where}'")
         return u if a.get("keepdim") else self.graph.flatten(u, f"{where}.flatten", f"mean at '{where}'")
 
@@ -361,20 +345,14 @@ class _Converter:
             return self.graph.add(L.Add(), [tx, ty], where, f"add at '{where}'")
         data_first = x in self.tensor
         t = self.tensor[x if data_first else y]
-        c = _per_channel(self._value(y if data_first else x), self.graph.shapes[t], where)
         if node.target in _IN_PLACE and data_first:
             self._overwrites(node, t)
-        ones, zeros = np.ones_like(c), np.zeros_like(c)
-        sign = 1 if kind == "add" else -1
-        if kind in ("add", "sub"):  # x + alpha c, x - alpha c; c + alpha x, c - alpha x
-            scale, shift = (ones, sign * alpha * c) if data_first else (sign * alpha * ones, c)
-        elif kind == "mul":
-            scale, shift = c, zeros
-        elif data_first:
-            scale, shift = 1 / c, zeros
-        else:
-            raise UnsupportedLayerError(f"div at '{where}' divides a constant by a computed tensor (not affine)")
-        return self.graph.add(L.BatchNorm(scale, shift), [t], where, f"{kind} at '{where}'")
+        try:
+            layer = constant_op(kind, per_channel(_np(self._value(y if data_first else x)), self.graph.shapes[t]),
+                                data_first, alpha)
+        except ValueError as e:
+            raise UnsupportedLayerError(f"{kind} at '{where}': {e}") from None
+        return self.graph.add(layer, [t], where, f"{kind} at '{where}'")
 
 
 def _where(node: fx.Node) -> str:
