@@ -160,6 +160,8 @@ def test_legacy_onnx_export_imports(tmp_path, name, opset, training):
     net = from_onnx(path)
     _close(net.forward(x.numpy()), _ort(path, x.numpy()), 1e-5)
     assert _types(net) == _types(from_torch(model, SHAPE))
+    onnx_names = {n.name or n.output[0] for n in onnx.load(str(path)).graph.node}
+    assert {n.removesuffix(".flatten") for n in net.names} <= onnx_names  # nodes are named as in the file
 
 
 @pytest.mark.parametrize("fixture", sorted(p.stem for p in FIXTURES.glob("*.onnx")))

@@ -132,6 +132,13 @@ class Reciprocal(nn.Module):
         return torch.flatten(2.0 / x, 1)
 
 
+class ValueBranch(nn.Module):
+    """Control flow on tensor values: fx cannot trace it."""
+
+    def forward(self, x):
+        return torch.flatten(x if x.sum() > 0 else -x, 1)
+
+
 class TwoInputs(nn.Module):
     def forward(self, x, y):
         return torch.flatten(x + y, 1)
@@ -157,6 +164,7 @@ class TwoInputs(nn.Module):
     (ViewReadAfterInPlace(), ["'flatten_1'", "'relu_'", "in-place"]),
     (Reciprocal(), ["truediv", "'truediv'", "not affine"]),
     (TwoInputs(), ["more than one input", "'y'"]),
+    (ValueBranch(), ["torch.fx cannot trace ValueBranch", "control flow"]),
 ])
 def test_torch_unsupported(model, words):
     with pytest.raises(UnsupportedLayerError) as err:

@@ -63,8 +63,12 @@ _ARGS = {  # parameter names of each kind, in order (the tensor first)
     "add": ("input", "other", "alpha"), "sub": ("input", "other", "alpha"), "mul": ("input", "other"),
     "div": ("input", "other", "rounding_mode"), "cat": ("tensors", "dim"), "mean": ("input", "dim", "keepdim", "dtype"),
     "adaptive_avg_pool3d": ("input", "output_size"),
+    "max_pool3d": ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+    "avg_pool3d": ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
 }
 _REMOVED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
+_MODULES = (nn.Conv3d, nn.Linear, nn.ReLU, nn.AvgPool3d, nn.MaxPool3d, nn.AdaptiveAvgPool3d, nn.BatchNorm1d,
+            nn.BatchNorm3d, nn.Flatten) + _REMOVED
 _MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.AlphaDropout)
 
 
@@ -185,7 +189,10 @@ class _Converter:
                 self.env[node] = _call(self.gm, node, self.env)  # sizes of tensors, arithmetic on them, constants
             else:
                 self._check_not_overwritten(node, data)
-                self._bind(node, self._node(node, data))
+                try:
+                    self._bind(node, self._node(node, data))
+                except (TypeError, KeyError, IndexError, AttributeError) as e:
+                    raise UnsupportedLayerError(f"cannot convert '{_where(node)}' ({type(e).__name__}: {e})") from None
         raise UnsupportedLayerError("the traced graph has no output")
 
     def _bind(self, node: fx.Node, t: int):
@@ -255,11 +262,13 @@ class _Converter:
         if kind == "adaptive_avg_pool3d":
             layer = _adaptive_avg_pool3d(a["output_size"], self.graph.shapes[t], kind, where)
             return self.graph.add(layer, [t], where, f"{kind} at '{where}'")
-        args, kwargs = fx.node.map_arg((node.args[1:], node.kwargs), self.env.__getitem__)
-        module = (nn.MaxPool3d if kind == "max_pool3d" else nn.AvgPool3d)(*args, **kwargs)
+        options = fx.node.map_arg({k: v for k, v in a.items() if k != "input"}, self.env.__getitem__)
+        module = (nn.MaxPool3d if kind == "max_pool3d" else nn.AvgPool3d)(**options)
         return self.graph.add(_pool3d(module, where), [t], where, f"{kind} at '{where}'")
 
     def _module(self, node: fx.Node, m: nn.Module, where: str) -> int:
+        if not isinstance(m, _MODULES):
+            raise UnsupportedLayerError(f"unsupported layer {type(m).__name__} at '{where}'; supported: {SUPPORTED}")
         if len(node.args) != 1 or node.kwargs or node.args[0] not in self.tensor:
             raise UnsupportedLayerError(f"module '{where}' ({type(m).__name__}) must be called on one computed tensor")
         t = self.tensor[node.args[0]]
@@ -286,10 +295,8 @@ class _Converter:
             layer = _pool3d(m, where)
         elif isinstance(m, nn.AdaptiveAvgPool3d):
             layer = _adaptive_avg_pool3d(m.output_size, shape, type(m).__name__, where)
-        elif batchnorm:
-            layer = _batchnorm(m, where)
         else:
-            raise UnsupportedLayerError(f"unsupported layer {type(m).__name__} at '{where}'; supported: {SUPPORTED}")
+            layer = _batchnorm(m, where)
         return self.graph.add(layer, [t], where, f"{type(m).__name__} at '{where}'")
 
     def _flatten(self, t: int, out_shape, where: str) -> int:
