@@ -139,6 +139,23 @@ class ValueBranch(nn.Module):
         return torch.flatten(x if x.sum() > 0 else -x, 1)
 
 
+class AliasedInPlaceAdd(nn.Module):
+    """fx records `y += x` as `y + x`, so z (an alias of y) keeps y's old value in the traced graph."""
+
+    def forward(self, x):
+        y = x * 2.0
+        z = y
+        y += x
+        return torch.flatten(z + y, 1)
+
+
+class Noisy(nn.Module):
+    """A random tensor drawn in forward becomes a constant in the traced graph."""
+
+    def forward(self, x):
+        return torch.flatten(x + torch.rand(1), 1)
+
+
 class TwoInputs(nn.Module):
     def forward(self, x, y):
         return torch.flatten(x + y, 1)
@@ -164,6 +181,8 @@ class TwoInputs(nn.Module):
     (ViewReadAfterInPlace(), ["'flatten_1'", "'relu_'", "in-place"]),
     (Reciprocal(), ["truediv", "'truediv'", "not affine"]),
     (TwoInputs(), ["more than one input", "'y'"]),
+    (AliasedInPlaceAdd(), ["traced graph of AliasedInPlaceAdd computes something else", "in-place"]),
+    (Noisy(), ["traced graph of Noisy computes something else", "randomness"]),
     (ValueBranch(), ["torch.fx cannot trace ValueBranch", "control flow"]),
 ])
 def test_torch_unsupported(model, words):

@@ -12,13 +12,16 @@ batch the verifier reasons about; so is anything computed from constants only.
 A traced graph has no notion of mutation, so an in-place operation (``ReLU(inplace=True)``,
 ``out += identity``, ``x.relu_()``) is accepted only where the tensor it overwrites (or a view of it)
 is not read afterwards, as in ``out = relu(out)``; otherwise the graph would compute something else
-than the module, and it is refused.
+than the module, and it is refused.  What fx cannot show (``y += x`` is recorded as ``y + x``, so an
+alias of the old ``y`` is wrong; a random draw in forward becomes a constant) is caught by running
+the module and the converted network on a random input: a difference refuses the conversion.
 
 Nodes are named by module path (``layer1.0.conv1``; a module called twice: ``relu``, ``relu_1``)
 or, for functions and methods, by the fx node name (``add``, ``cat_1``).
 """
 from __future__ import annotations
 
+import copy
 import functools
 import operator
 
@@ -32,6 +35,7 @@ from . import layers as L
 from .builder import GraphBuilder, constant_op, per_channel
 from .errors import UnsupportedLayerError
 from .graph import Network
+from .to_torch import torch_model
 
 SUPPORTED = (
     "Conv3d (groups, dilation, zero padding), Linear, ReLU, AvgPool3d, MaxPool3d (zero or -inf padding), "
@@ -377,6 +381,38 @@ def _check_eval_mode(module: nn.Module) -> None:
                          "(or pass as_eval=True)")
 
 
+def _check_same_function(module: nn.Module, net: Network) -> None:
+    """Refuse a conversion that computes something else than the module on a random input.
+
+    fx can record a graph that differs from the module without any error: ``y += x`` is recorded as
+    ``y + x``, so a tensor that aliases the old ``y`` keeps its old value; a random tensor drawn in
+    forward becomes a constant.  Run both (the module in eval mode, its own precision) and compare."""
+    params = [p for p in module.parameters() if p.is_floating_point()]
+    dtype = torch.float64 if params and all(p.dtype == torch.float64 for p in params) else torch.float32
+    training = any(m.training for m in module.modules() if isinstance(m, _MODE_DEPENDENT))  # as_eval=True
+    if training or any(p.dtype != dtype for p in params):
+        module = copy.deepcopy(module).eval().to(dtype)
+    x = torch.rand((1,) + net.input_shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        try:
+            expected = module(x)
+        except Exception as e:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UnsupportedLayerError(f"{type(module).__name__} fails on an input of shape {tuple(x.shape)} "
+                                        f"({why})") from None
+        got = torch_model(net, dtype)(x)
+    if not isinstance(expected, torch.Tensor) or expected.shape != got.shape:
+        raise UnsupportedLayerError(f"{type(module).__name__} returns {type(expected).__name__} of shape "
+                                    f"{getattr(expected, 'shape', '?')}, its traced graph {tuple(got.shape)}")
+    gap = float((expected - got).abs().max())
+    tol = (1e-4 if dtype == torch.float32 else 1e-9) * max(1.0, float(expected.abs().max()))
+    if not gap <= tol:
+        raise UnsupportedLayerError(f"the traced graph of {type(module).__name__} computes something else than the "
+                                    f"module (outputs differ by {gap:.3g} on a random input): an in-place operation "
+                                    "on a tensor that another name still refers to (y += x with z = y), or "
+                                    "randomness in forward?")
+
+
 def from_torch(module: nn.Module, input_shape: tuple[int, int, int, int], name: str | None = None,
                as_eval: bool = False) -> Network:
     """Convert ``module`` (inputs ``N x C x T x H x W``; ``input_shape`` is (C, T, H, W)) to a Network.
@@ -395,4 +431,6 @@ def from_torch(module: nn.Module, input_shape: tuple[int, int, int, int], name: 
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UnsupportedLayerError(f"torch.fx cannot trace {type(module).__name__} ({why}); the forward must be "
                                     "made of supported layers and calls, with no branch on tensor values") from e
-    return _Converter(gm, input_shape, as_eval).convert(name or type(module).__name__)
+    net = _Converter(gm, input_shape, as_eval).convert(name or type(module).__name__)
+    _check_same_function(module, net)
+    return net
