@@ -1,15 +1,19 @@
-"""ONNX model -> layer IR.
+"""ONNX model -> Network (a graph of nodes).
 
-The graph must be a single chain from its one input (``N x C x T x H x W``, ``N`` may be
-symbolic) to its one output.  Nodes that read only constants (``Constant``, and shape
-arithmetic such as ``Shape -> Gather -> Unsqueeze -> Concat`` feeding a ``Reshape``) are
-evaluated with the ONNX reference evaluator; a symbolic batch counts as one.  A file that is not
-an ONNX model (empty, truncated, garbage), or whose external data is missing or lies outside its
-folder, is refused with an ``InputError``; so is a node whose attributes or constants are malformed.
+The graph has one input (``N x C x T x H x W``, ``N`` may be symbolic) and one output, and any
+directed acyclic structure between them: branches, skip connections (``Add`` of two tensors),
+``Concat`` on channels.  Every operator on a computed tensor must be one of ``SUPPORTED_OPS``;
+``BatchNormalization``, and ``Add`` / ``Sub`` / ``Mul`` / ``Div`` by a constant per channel, become a
+``BatchNorm`` node, folded into the Conv / Gemm / MatMul it reads when nothing else reads that
+node's output.  Nodes that read only constants (``Constant``, and shape arithmetic such as
+``Shape -> Gather -> Unsqueeze -> Concat`` feeding a ``Reshape``) are evaluated with the ONNX
+reference evaluator; a symbolic batch counts as one.  Network nodes are named by the ONNX node
+names (the first output's name for an unnamed node).  A file that is not an ONNX model (empty,
+truncated, garbage), or whose external data is missing or lies outside its folder, is refused with
+an ``InputError``; so is a node whose attributes or constants are malformed.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
@@ -20,11 +24,12 @@ from onnx.reference import ReferenceEvaluator
 
 from ..errors import InputError
 from . import layers as L
-from .graph import Network
+from .builder import GraphBuilder, constant_op, per_channel
 from .errors import UnsupportedOperatorError
+from .graph import Network
 
-SUPPORTED_OPS = ("Conv", "Relu", "AveragePool", "MaxPool", "Flatten", "Reshape", "Gemm", "MatMul", "Add",
-                 "BatchNormalization", "Identity", "Dropout")
+SUPPORTED_OPS = ("Conv", "Relu", "AveragePool", "MaxPool", "GlobalAveragePool", "ReduceMean", "BatchNormalization",
+                 "Add", "Sub", "Mul", "Div", "Concat", "Flatten", "Reshape", "Gemm", "MatMul", "Identity", "Dropout")
 MIN_OPSET = 11
 
 
@@ -36,150 +41,202 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return out
 
 
+def _name(node: onnx.NodeProto) -> str:
+    return node.name or node.output[0]
+
+
 def _fail(node: onnx.NodeProto, why: str):
-    raise UnsupportedOperatorError(f"ONNX operator '{node.op_type}' (node '{node.name or node.output[0]}'): {why}")
+    raise UnsupportedOperatorError(f"ONNX operator '{node.op_type}' (node '{_name(node)}'): {why}")
 
 
-class _Chain:
-    """The layers built so far and the shape of the current tensor (batch axis first)."""
-
-    def __init__(self, batch: int, shape):
-        self.layers: list[L.Layer] = []
-        self.batch = batch
-        self.shape = tuple(shape)
-
-    def add(self, node, layer: L.Layer):
-        try:
-            self.shape = layer.output_shape(self.shape)
-        except ValueError as e:
-            _fail(node, str(e))
-        self.layers.append(layer)
-
-    def flatten_to(self, node, out_shape):
-        n = int(np.prod(self.shape))
-        if tuple(out_shape) != (self.batch, n):
-            _fail(node, f"maps {(self.batch,) + self.shape} to {tuple(out_shape)}; only flattening to "
-                        f"({self.batch}, {n}) is supported")
-        if len(self.shape) != 1:
-            self.add(node, L.Flatten())
-
-    def last_affine(self, node) -> L.Layer:
-        last = self.layers[-1] if self.layers else None
-        if last is None or not last.affine:
-            _fail(node, "must directly follow a Conv, Gemm or MatMul (it is folded into it)")
-        return last
-
-    def add_bias(self, node, c: np.ndarray):
-        """Fold ``+ c`` into the preceding affine layer if ``c`` is constant per output channel."""
-        last = self.last_affine(node)
-        try:
-            full = np.broadcast_to(c, (1,) + self.shape).reshape(self.shape[0], -1)
-        except ValueError:
-            _fail(node, f"constant of shape {c.shape} does not broadcast to {(1,) + self.shape}")
-        if not np.all(full == full[:, :1]):
-            _fail(node, "only a per-channel bias can be added")
-        self.layers[-1] = dataclasses.replace(last, bias=last.bias + full[:, 0])
+def _where(node: onnx.NodeProto) -> str:
+    return f"ONNX operator '{node.op_type}' (node '{_name(node)}')"
 
 
-def _conv(chain: _Chain, node, a: dict, w: np.ndarray, b):
-    if w.ndim != 5:
-        _fail(node, f"only 3D convolutions are supported, the weight has shape {w.shape}")
-    if a.get("group", 1) != 1:
-        _fail(node, f"group={a['group']} is not supported (only 1)")
-    pads = _pads(node, a)
-    chain.add(node, L.Conv3d(w, b, a.get("strides", (1, 1, 1)), pads[:3]))
-
-
-def _pads(node, a: dict) -> list[int]:
-    """Symmetric explicit padding (6 values) after checking auto_pad and dilations."""
-    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        _fail(node, f"auto_pad={a['auto_pad']} is not supported (only NOTSET or VALID)")
-    if any(d != 1 for d in a.get("dilations", ())):
-        _fail(node, f"dilations={a['dilations']} are not supported (only 1)")
-    pads = list(a.get("pads", [0] * 6)) if a.get("auto_pad", "NOTSET") == "NOTSET" else [0] * 6
+def _pads(node, a: dict, kernel, shape) -> tuple[int, int, int]:
+    """The symmetric zero padding per axis of a Conv / pool (auto_pad and dilations included)."""
+    auto = a.get("auto_pad", "NOTSET")
+    dil = list(a.get("dilations", [1, 1, 1]))
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        strides = a.get("strides", [1, 1, 1])
+        out = [-(-n // s) for n, s in zip(shape[1:], strides)]
+        total = [max(0, (o - 1) * s + (k - 1) * d + 1 - n)
+                 for o, s, k, d, n in zip(out, strides, kernel, dil, shape[1:])]
+        if any(t % 2 for t in total):
+            _fail(node, f"auto_pad={auto} pads {total} in total per axis: one side more than the other (only "
+                        "symmetric padding is supported)")
+        return tuple(t // 2 for t in total)
+    if auto not in ("NOTSET", "VALID"):
+        _fail(node, f"auto_pad={auto} is not supported")
+    pads = list(a.get("pads", [0] * 6)) if auto == "NOTSET" else [0] * 6
     if len(pads) != 6 or pads[:3] != pads[3:]:
-        _fail(node, f"pads={pads} are not supported (3D, begin = end)")
-    return pads
+        _fail(node, f"pads={pads} are not supported (3D, begin = end: symmetric padding)")
+    return tuple(pads[:3])
 
 
-def _pool(chain: _Chain, node, a: dict):
-    kernel = a["kernel_shape"]
-    if len(kernel) != 3:
-        _fail(node, f"only 3D pooling is supported, kernel_shape={kernel}")
-    if any(_pads(node, a)):
-        _fail(node, f"pads={a['pads']} are not supported (only 0)")
-    if a.get("ceil_mode", 0):
-        _fail(node, "ceil_mode=1 is not supported")
-    if len(node.output) > 1 and node.output[1]:
-        _fail(node, "the Indices output is not supported")
-    cls = L.MaxPool3d if node.op_type == "MaxPool" else L.AvgPool3d
-    chain.add(node, cls(kernel, a.get("strides", (1, 1, 1))))
+class _Converter:
+    """Walks the ONNX graph: nodes that read only constants are evaluated; the others become nodes
+    of the network (or aliases of the tensor they read)."""
 
+    def __init__(self, batch: int, input_name: str, input_shape, consts: dict):
+        self.batch, self.consts = batch, consts
+        self.graph = GraphBuilder(input_shape, UnsupportedOperatorError)
+        self.tensor = {input_name: 0}  # computed tensors (by ONNX name) -> their tensor in the graph
 
-def _linear(chain: _Chain, node, a: dict, b: np.ndarray, c):
-    if node.op_type == "MatMul":
-        if b.ndim != 2:
-            _fail(node, f"the constant operand must be a matrix, got shape {b.shape}")
-        chain.add(node, L.Linear(b.T, None))
-        return
-    if a.get("transA", 0):
-        _fail(node, "transA=1 is not supported")
-    w = a.get("alpha", 1.0) * (b if a.get("transB", 0) else b.T)
-    bias = None if c is None else a.get("beta", 1.0) * np.broadcast_to(c, (1, w.shape[0]))[0]
-    chain.add(node, L.Linear(w, bias))
+    def full_shape(self, t: int) -> tuple[int, ...]:
+        return (self.batch,) + self.graph.shapes[t]
 
+    def const(self, node, i: int, required: bool = True):
+        """Input i of ``node`` as a float64 constant (None when absent and not required)."""
+        name = node.input[i] if i < len(node.input) else ""
+        if not name:
+            if required:
+                _fail(node, f"input {i} is missing")
+            return None
+        if name not in self.consts:
+            _fail(node, f"input '{name}' must be a constant (an initializer or computed from constants only)")
+        return np.asarray(self.consts[name], dtype=np.float64)
 
-def _batchnorm(chain: _Chain, node, a: dict, gamma, beta, mean, var):
-    if a.get("training_mode", 0) or len([o for o in node.output if o]) > 1:
-        _fail(node, "training mode is not supported")
-    last = chain.last_affine(node)
-    if gamma.shape != (last.weight.shape[0],):
-        _fail(node, f"has {gamma.size} channels, the preceding layer {last.weight.shape[0]} outputs")
-    w, b = L.fold_batchnorm(last.weight, last.bias, gamma, beta, mean, var, a.get("epsilon", 1e-5))
-    chain.layers[-1] = dataclasses.replace(last, weight=w, bias=b)
+    def add(self, node, layer: L.Layer, sources) -> int:
+        return self.graph.add(layer, sources, _name(node), _where(node))
 
+    def convert(self, node) -> int:
+        """The tensor holding the (first) output of ``node``, which reads computed tensors."""
+        op, a = node.op_type, _attrs(node)
+        if op not in SUPPORTED_OPS:
+            raise UnsupportedOperatorError(f"unsupported ONNX operator '{op}' (node '{_name(node)}'); "
+                                           f"supported: {', '.join(SUPPORTED_OPS)}")
+        if op in ("Add", "Sub", "Mul", "Div"):
+            return self._arithmetic(node, op)
+        if op == "Concat":
+            return self._concat(node, a)
+        data = [i for i in node.input if i in self.tensor]
+        if data != [node.input[0]]:
+            _fail(node, f"only its first input may be a computed tensor, it reads {data}")
+        t = self.tensor[node.input[0]]
+        if op == "Relu":
+            return self.add(node, L.ReLU(), [t])
+        if op == "Conv":
+            return self._conv(node, a, t)
+        if op in ("AveragePool", "MaxPool"):
+            return self._pool(node, a, t)
+        if op in ("GlobalAveragePool", "ReduceMean"):
+            return self._mean(node, a, t)
+        if op == "BatchNormalization":
+            if a.get("training_mode", 0) or len([o for o in node.output if o]) > 1:
+                _fail(node, "training mode is not supported")
+            k = [self.const(node, i) for i in range(1, 5)]
+            return self.add(node, L.BatchNorm.of(*k, a.get("epsilon", 1e-5)), [t])
+        if op in ("Flatten", "Reshape"):
+            return self._flatten(node, a, t)
+        if op in ("Gemm", "MatMul"):
+            return self._linear(node, a, t)
+        if op == "Dropout" and (mode := self.const(node, 2, required=False)) is not None and mode.any():
+            _fail(node, "training_mode=True is not supported")
+        return t  # Identity, Dropout at inference
 
-def _reshape_target(chain: _Chain, node, a: dict, target) -> tuple[int, ...]:
-    """The shape a Flatten or Reshape (to ``target``) node produces from the current tensor."""
-    full = (chain.batch,) + chain.shape
-    if node.op_type == "Flatten":
-        axis = a.get("axis", 1) % len(full)
-        return int(np.prod(full[:axis])), int(np.prod(full[axis:]))
-    target = [int(v) for v in target]
-    if not a.get("allowzero", 0):
-        target = [full[i] if v == 0 else v for i, v in enumerate(target)]
-    try:
-        return np.empty(full, dtype=np.uint8).reshape(target).shape
-    except ValueError:
-        _fail(node, f"cannot reshape {full} to {target}")
+    def _conv(self, node, a: dict, t: int) -> int:
+        w, b = self.const(node, 1), self.const(node, 2, required=False)
+        if w.ndim != 5:
+            _fail(node, f"only 3D convolutions are supported, the weight has shape {w.shape}")
+        pads = _pads(node, a, w.shape[2:], self.graph.shapes[t])
+        return self.add(node, L.Conv3d.of(w, b, a.get("strides", 1), pads, a.get("group", 1), a.get("dilations", 1)),
+                        [t])
 
+    def _pool(self, node, a: dict, t: int) -> int:
+        kernel = a["kernel_shape"]
+        if len(kernel) != 3:
+            _fail(node, f"only 3D pooling is supported, kernel_shape={kernel}")
+        if any(d != 1 for d in a.get("dilations", ())):
+            _fail(node, f"dilations={a['dilations']} are not supported (only 1)")
+        if a.get("ceil_mode", 0):
+            _fail(node, "ceil_mode=1 is not supported")
+        if len(node.output) > 1 and node.output[1]:
+            _fail(node, "the Indices output is not supported")
+        pads = _pads(node, a, kernel, self.graph.shapes[t])
+        if node.op_type == "AveragePool" and any(pads):
+            _fail(node, f"pads={list(pads) * 2} are not supported (only 0)")
+        cls = L.MaxPool3d if node.op_type == "MaxPool" else L.AvgPool3d
+        return self.add(node, cls(kernel, a.get("strides", (1, 1, 1)), pads), [t])
 
-def _add_node(chain: _Chain, node, consts: dict, current: str, data: list[str]):
-    """Convert one node that reads the chain tensor ``current``."""
-    op, a = node.op_type, _attrs(node)
-    if op not in SUPPORTED_OPS:
-        raise UnsupportedOperatorError(f"unsupported ONNX operator '{op}' (node '{node.name or node.output[0]}'); "
-                                       f"supported: {', '.join(SUPPORTED_OPS)}")
-    if data != [current] or (op != "Add" and node.input[0] != current):
-        _fail(node, "the graph is not a single chain (branches and skip connections are not supported)")
-    k = [np.asarray(consts[i], dtype=np.float64) if i else None for i in node.input if i != current]
-    k += [None] * (4 - len(k))  # absent optional inputs
-    if op == "Conv":
-        _conv(chain, node, a, k[0], k[1])
-    elif op == "Relu":
-        chain.add(node, L.ReLU())
-    elif op in ("AveragePool", "MaxPool"):
-        _pool(chain, node, a)
-    elif op in ("Flatten", "Reshape"):
-        chain.flatten_to(node, _reshape_target(chain, node, a, k[0]))
-    elif op in ("Gemm", "MatMul"):
-        _linear(chain, node, a, k[0], k[1])
-    elif op == "Add":
-        chain.add_bias(node, k[0])
-    elif op == "BatchNormalization":
-        _batchnorm(chain, node, a, *k[:4])
-    elif op == "Dropout" and k[1] is not None and k[1].any():
-        _fail(node, "training_mode=True is not supported")
+    def _mean(self, node, a: dict, t: int) -> int:
+        """GlobalAveragePool, or ReduceMean over axes (2, 3, 4) (flattened when keepdims=0)."""
+        shape = self.graph.shapes[t]
+        if len(shape) != 4:
+            _fail(node, f"needs an N x C x T x H x W input, got {self.full_shape(t)}")
+        keep = True
+        if node.op_type == "ReduceMean":
+            axes = self.const(node, 1, required=False)  # opset 18: an input; before: an attribute
+            axes = a.get("axes") if axes is None else [int(v) for v in axes]
+            if sorted(int(v) % 5 for v in axes or ()) != [2, 3, 4]:
+                _fail(node, f"axes={axes}: only the mean over axes (2, 3, 4) (T, H, W) is supported")
+            keep = bool(a.get("keepdims", 1))
+        u = self.add(node, L.AvgPool3d.global_(shape[1:]), [t])
+        return u if keep else self.graph.flatten(u, f"{_name(node)}.flatten", _where(node))
+
+    def _flatten(self, node, a: dict, t: int) -> int:
+        full = self.full_shape(t)
+        if node.op_type == "Flatten":
+            axis = a.get("axis", 1) % len(full)
+            out = int(np.prod(full[:axis])), int(np.prod(full[axis:]))
+        else:
+            target = [int(v) for v in self.const(node, 1)]
+            if not a.get("allowzero", 0):
+                target = [full[i] if v == 0 and i < len(full) else v for i, v in enumerate(target)]
+            try:
+                out = np.empty(full, dtype=np.uint8).reshape(target).shape
+            except ValueError:
+                _fail(node, f"cannot reshape {full} to {target}")
+        n = int(np.prod(full[1:]))
+        if tuple(out) != (self.batch, n):
+            _fail(node, f"maps {full} to {tuple(out)}; only flattening to ({self.batch}, {n}) is supported")
+        return self.graph.flatten(t, _name(node), _where(node))
+
+    def _linear(self, node, a: dict, t: int) -> int:
+        b = self.const(node, 1)
+        if node.op_type == "MatMul":
+            if b.ndim != 2:
+                _fail(node, f"the constant operand must be a matrix, got shape {b.shape}")
+            return self.add(node, L.Linear(b.T, None), [t])
+        if a.get("transA", 0):
+            _fail(node, "transA=1 is not supported")
+        c = self.const(node, 2, required=False)
+        w = a.get("alpha", 1.0) * (b if a.get("transB", 0) else b.T)
+        bias = None if c is None else a.get("beta", 1.0) * np.broadcast_to(c, (1, w.shape[0]))[0]
+        return self.add(node, L.Linear(w, bias), [t])
+
+    def _concat(self, node, a: dict) -> int:
+        if any(i not in self.tensor for i in node.input):
+            _fail(node, "only computed tensors can be concatenated (no constants)")
+        ts = [self.tensor[i] for i in node.input]
+        if a.get("axis", 0) % len(self.full_shape(ts[0])) != 1:
+            _fail(node, f"axis={a.get('axis')}: only concatenation on the channels (axis 1) is supported")
+        return ts[0] if len(ts) == 1 else self.add(node, L.Concat(), ts)
+
+    def _arithmetic(self, node, op: str) -> int:
+        """x + y of two computed tensors (an Add node); x + c, x - c, c - x, x * c, x / c with a
+        constant c per channel (a BatchNorm node: a scale and a shift per channel)."""
+        if len(node.input) != 2:
+            _fail(node, f"takes two inputs, got {len(node.input)}")
+        x, y = node.input
+        if x in self.tensor and y in self.tensor:
+            if op != "Add":
+                _fail(node, f"{op} of two computed tensors is not supported (only their sum, Add)")
+            tx, ty = self.tensor[x], self.tensor[y]
+            if self.graph.shapes[tx] != self.graph.shapes[ty]:
+                _fail(node, f"broadcasts computed tensors of shapes {self.full_shape(tx)} and {self.full_shape(ty)}: "
+                            "only tensors of one shape can be added")
+            return self.add(node, L.Add(), [tx, ty])
+        first = x in self.tensor
+        t = self.tensor[x if first else y]
+        try:
+            c = per_channel(self.const(node, 1 if first else 0), self.graph.shapes[t])
+            layer = constant_op(op.lower(), c, first)
+        except ValueError as e:
+            if isinstance(e, InputError):
+                raise
+            _fail(node, str(e))
+        return self.add(node, layer, [t])
 
 
 def _evaluate(node, consts: dict, opsets) -> dict:
@@ -241,29 +298,27 @@ def from_onnx(path_or_model, name: str | None = None) -> Network:
         raise UnsupportedOperatorError(f"ONNX opset {opset} is not supported; export with opset_version >= {MIN_OPSET}")
     graph = model.graph
     consts = _constants(graph)
-    current, batch, input_shape = _input_shape(graph, consts)
-    chain = _Chain(batch, input_shape)
-    shapes = {current: (batch,) + input_shape}  # every chain tensor -> its shape
+    input_name, batch, input_shape = _input_shape(graph, consts)
+    conv = _Converter(batch, input_name, input_shape, consts)
     for node in graph.node:
-        missing = [i for i in node.input if i and i not in consts and i not in shapes]
+        missing = [i for i in node.input if i and i not in consts and i not in conv.tensor]
         if missing:
             _fail(node, f"reads {missing}, which no earlier node produces (the graph must be topologically sorted)")
-        data = [i for i in node.input if i in shapes]
+        data = [i for i in node.input if i in conv.tensor]
         if node.op_type == "Shape" and data:
             a = _attrs(node)
-            consts[node.output[0]] = np.array(shapes[data[0]], dtype=np.int64)[a.get("start", 0):a.get("end")]
+            consts[node.output[0]] = np.array(conv.full_shape(conv.tensor[data[0]]), dtype=np.int64)[
+                a.get("start", 0):a.get("end")]
         elif not data:
             consts.update(_evaluate(node, consts, {**opsets, "": opset}))
         else:
             try:
-                _add_node(chain, node, consts, current, data)
+                conv.tensor[node.output[0]] = conv.convert(node)
             except (KeyError, IndexError, TypeError, ValueError) as e:
                 if isinstance(e, InputError):
                     raise
                 _fail(node, f"malformed ({type(e).__name__}: {e})")
-            current = node.output[0]
-            shapes[current] = (batch,) + chain.shape
     outputs = [o.name for o in graph.output]
-    if outputs != [current]:
-        raise UnsupportedOperatorError(f"the graph outputs {outputs}, expected the end of the layer chain '{current}'")
-    return Network(chain.layers, input_shape, name or default_name)
+    if len(outputs) != 1 or outputs[0] not in conv.tensor:
+        raise UnsupportedOperatorError(f"the graph must have one output computed from its input, it has {outputs}")
+    return conv.graph.network(conv.tensor[outputs[0]], name or default_name)
