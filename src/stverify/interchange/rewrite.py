@@ -14,7 +14,8 @@ so the same VNN-LIB files (``X_i`` = the i-th input value) state the same proper
   t' * s_t); a max over several frames has no such form and is refused.
 * ``gemm``: the input is ``1 x (C*T*H*W)``; every Conv3d and AvgPool3d becomes the dense matrix of
   its linear map (columns: the layer applied to unit vectors), refused above ``GEMM_MAX_ENTRIES``
-  entries; MaxPool3d is not linear and is refused.
+  entries; MaxPool3d is not linear and is refused; Add, Concat (flat, channel-major) and BatchNorm
+  (per-entry constants) keep their form.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import onnx
 
 from ..errors import InputError
 from ..network import Network, layers as L
-from .onnx_writer import GraphBuilder, add_layer
+from .onnx_writer import OnnxGraph, add_node, channel_affine
 
 REWRITES = ("conv2d", "gemm")
 GEMM_MAX_ENTRIES = 2**24  # 64 MiB of float32 weights per layer
@@ -53,30 +54,65 @@ def _refuse(rewrite: str, i: int, layer: L.Layer, why: str):
     raise InputError(f"--rewrite {rewrite}: layer {i} {layer.describe()} {why}")
 
 
+def _per_channel(v: np.ndarray, shape, kind: str) -> np.ndarray:
+    """A per-channel vector of a tensor of ``shape`` (C x T x H x W, or flat) as a constant that
+    broadcasts against that tensor in the rewrite's layout: planes c*T + t, or flat entries."""
+    if len(shape) == 1:
+        return v
+    per_entry = np.repeat(v, int(np.prod(shape[1:])))
+    return per_entry if kind == "gemm" else np.repeat(v, shape[1])[:, None, None]
+
+
+def _conv2d_node(g: OnnxGraph, i: int, layer: L.Layer, inputs: list[str], shape, out) -> str:
+    """The Conv2d-layout node(s) of IR node i (input ``shape``, output ``out``)."""
+    if isinstance(layer, L.AvgPool3d):
+        layer = _avgpool_as_conv(layer, shape[0])
+    if isinstance(layer, L.Conv3d):
+        w2 = temporal_unroll(layer.weight, shape[1], layer.stride[0], layer.padding[0], out[1])
+        return g.add("Conv", f"layer{i}_Conv", inputs, [w2, np.repeat(layer.bias, out[1])],
+                     kernel_shape=list(layer.kernel[1:]), strides=list(layer.stride[1:]), pads=list(layer.padding[1:]) * 2)
+    if isinstance(layer, L.MaxPool3d):
+        if layer.kernel[0] != 1:
+            _refuse("conv2d", i, layer, "takes a max over several frames, which has no Conv2d / 2D max-pool form; "
+                    "supported: MaxPool3d with kernel depth 1")
+        name = g.add("MaxPool", f"layer{i}_MaxPool", inputs, kernel_shape=list(layer.kernel[1:]),
+                     strides=list(layer.stride[1:]), pads=list(layer.padding[1:]) * 2)
+        if layer.stride[0] == 1:
+            return name
+        keep = np.zeros((out[0], out[1], shape[0], shape[1], 1, 1))  # keep planes t' * s_t
+        for tp in range(out[1]):
+            keep[np.arange(out[0]), tp, np.arange(out[0]), tp * layer.stride[0]] = 1.0
+        return g.add("Conv", f"layer{i}_Conv", [name], [keep.reshape(out[0] * out[1], shape[0] * shape[1], 1, 1)],
+                     kernel_shape=[1, 1])
+    return add_node(g, i, layer, inputs)
+
+
+def _gemm_node(g: OnnxGraph, i: int, layer: L.Layer, inputs: list[str], shape, out) -> str:
+    """The flat-layout node(s) of IR node i."""
+    if isinstance(layer, (L.Conv3d, L.AvgPool3d)):
+        return g.add("Gemm", f"layer{i}_Gemm", inputs, dense_matrix(layer, shape), transB=1)
+    if isinstance(layer, L.Flatten):  # the tensor is flat already
+        return inputs[0]
+    return add_node(g, i, layer, inputs)
+
+
+def _rewrite(net: Network, kind: str, in_shape, node, dtype) -> onnx.ModelProto:
+    g = OnnxGraph(f"{net.name}-{kind}", in_shape, dtype)
+    names = ["input"]
+    for i, (layer, src) in enumerate(zip(net.layers, net.sources)):
+        shape, inputs = net.shapes[src[0]], [names[t] for t in src]
+        if isinstance(layer, L.BatchNorm):
+            names.append(channel_affine(g, i, inputs, _per_channel(layer.scale, shape, kind),
+                                        _per_channel(layer.shift, shape, kind)))
+        else:
+            names.append(node(g, i, layer, inputs, shape, net.shapes[i + 1]))
+    return g.model(names[-1], net.n_classes)
+
+
 def rewrite_conv2d(net: Network, dtype=np.float32) -> onnx.ModelProto:
     """The Conv2d form of ``net`` (module docstring)."""
     c, t, h, w = net.input_shape
-    g = GraphBuilder(f"{net.name}-conv2d", (c * t, h, w), dtype)
-    for i, (layer, shape, out) in enumerate(zip(net.layers, net.shapes, net.shapes[1:])):
-        if isinstance(layer, L.AvgPool3d):
-            layer = _avgpool_as_conv(layer, shape[0])
-        if isinstance(layer, L.Conv3d):
-            w2 = temporal_unroll(layer.weight, shape[1], layer.stride[0], layer.padding[0], out[1])
-            g.add("Conv", i, [w2, np.repeat(layer.bias, out[1])], kernel_shape=list(layer.kernel[1:]),
-                  strides=list(layer.stride[1:]), pads=list(layer.padding[1:]) * 2)
-        elif isinstance(layer, L.MaxPool3d):
-            if layer.kernel[0] != 1:
-                _refuse("conv2d", i, layer, "takes a max over several frames, which has no Conv2d / 2D max-pool form; "
-                        "supported: MaxPool3d with kernel depth 1")
-            g.add("MaxPool", i, kernel_shape=list(layer.kernel[1:]), strides=list(layer.stride[1:]))
-            if layer.stride[0] != 1:  # keep planes t' * s_t
-                keep = np.zeros((out[0], out[1], shape[0], shape[1], 1, 1))
-                for tp in range(out[1]):
-                    keep[np.arange(out[0]), tp, np.arange(out[0]), tp * layer.stride[0]] = 1.0
-                g.add("Conv", i, [keep.reshape(out[0] * out[1], shape[0] * shape[1], 1, 1)], kernel_shape=[1, 1])
-        else:
-            add_layer(g, i, layer)
-    return g.model(net.n_classes)
+    return _rewrite(net, "conv2d", (c * t, h, w), _conv2d_node, dtype)
 
 
 def dense_matrix(layer: L.Layer, shape, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -97,20 +133,15 @@ def dense_matrix(layer: L.Layer, shape, chunk: int = 512) -> tuple[np.ndarray, n
 
 def rewrite_gemm(net: Network, max_entries: int = GEMM_MAX_ENTRIES, dtype=np.float32) -> onnx.ModelProto:
     """The dense (Gemm) form of ``net`` (module docstring)."""
-    for i, (layer, shape, out) in enumerate(zip(net.layers, net.shapes, net.shapes[1:])):
+    for i, (layer, src, out) in enumerate(zip(net.layers, net.sources, net.shapes[1:])):
+        shape = net.shapes[src[0]]
         if isinstance(layer, L.MaxPool3d):
             _refuse("gemm", i, layer, "is not linear, so it has no Gemm form; use --rewrite conv2d")
         entries = int(np.prod(shape)) * int(np.prod(out))
         if isinstance(layer, (L.Conv3d, L.AvgPool3d)) and entries > max_entries:
             _refuse("gemm", i, layer, f"as a dense matrix has {int(np.prod(out))} x {int(np.prod(shape))} = {entries:,} "
                     f"entries, above the limit of {max_entries:,}; use --rewrite conv2d")
-    g = GraphBuilder(f"{net.name}-gemm", (int(np.prod(net.input_shape)),), dtype)
-    for i, (layer, shape) in enumerate(zip(net.layers, net.shapes)):
-        if isinstance(layer, (L.Conv3d, L.AvgPool3d)):
-            g.add("Gemm", i, dense_matrix(layer, shape), transB=1)
-        elif not isinstance(layer, L.Flatten):  # the tensor is flat already
-            add_layer(g, i, layer)
-    return g.model(net.n_classes)
+    return _rewrite(net, "gemm", (int(np.prod(net.input_shape)),), _gemm_node, dtype)
 
 
 def rewrite(net: Network, kind: str, dtype=np.float32) -> onnx.ModelProto:

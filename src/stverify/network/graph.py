@@ -120,6 +120,13 @@ class Network:
         some = ", ".join(self.names[:6]) + (", ..." if len(self.names) > 6 else "")
         raise InputError(f"no node named {ref!r} in {self.name}; nodes: {some} (or an index 0..{len(self.layers)})")
 
+    def then(self, layers, name: str) -> "Network":
+        """This network followed by the chain ``layers`` on its output."""
+        n = len(self.layers)
+        extra = tuple((t,) for t in range(n + 1, n + 1 + len(layers)))
+        names = self.names + tuple(f"{name}.{k}" for k in range(len(layers)))
+        return Network(self.layers + tuple(layers), self.input_shape, f"{self.name}+{name}", self.sources + extra, names)
+
     def with_layers(self, layers) -> "Network":
         """The same graph with other nodes (of the same shapes)."""
         return Network(tuple(layers), self.input_shape, self.name, self.sources, self.names)

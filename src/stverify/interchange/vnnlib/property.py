@@ -98,9 +98,8 @@ def spec_network(net: Network, output: OutputSpec) -> tuple[Network, int]:
         groups.append([{start + i: 1.0} for i in range(len(dis))])  # each value: {index of h: weight}
         start += len(dis)
     if all(len(g) == 1 for g in groups):  # no minimum to take: select the rows (exact) after a zero row
-        return Network(list(net.layers) + [Linear(np.vstack([np.zeros(C.shape[1]), C]), np.r_[0.0, d])],
-                       net.input_shape, net.name + "+spec"), 0
-    layers = list(net.layers) + [Linear(C, d)]
+        return net.then([Linear(np.vstack([np.zeros(C.shape[1]), C]), np.r_[0.0, d])], "spec"), 0
+    layers = [Linear(C, d)]
     width = len(atoms)  # h: the current layer output; every value is a combination of h
     while any(len(g) > 1 for g in groups):
         rows: list[dict] = []
@@ -127,7 +126,7 @@ def spec_network(net: Network, output: OutputSpec) -> tuple[Network, int]:
         groups, width = new_groups, len(rows)
     out = [{}] + [g[0] for g in groups]
     layers.append(Linear(_matrix(out, width), np.zeros(len(out))))
-    return Network(layers, net.input_shape, net.name + "+spec"), 0
+    return net.then(layers, "spec"), 0
 
 
 def _matrix(rows: list[dict], width: int) -> np.ndarray:
