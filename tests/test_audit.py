@@ -231,3 +231,23 @@ def test_bounds_of_the_wrong_size_or_layer_are_refused(tmp_path):
     write_bounds_file(tmp_path / "b.json", [{**key._asdict(), "layers": {"/3/Gemm": (np.zeros(16), np.ones(16))}}])
     with pytest.raises(InputError, match="no ONNX file is known for model tiny"):
         bounds_claims("t", read_bounds_file(tmp_path / "b.json"), {key: net}, {}, {})
+
+
+def test_the_audit_modules_import_no_circle():
+    """audit.py runs an audit and writes its report; report.py must not import audit.py back."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import networkx as nx
+
+    folder = Path(importlib.import_module("stverify.audit").__file__).parent
+    graph = nx.DiGraph()
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import ... / from . import x
+                targets = [node.module] if node.module else [a.name for a in node.names]
+                graph.add_edges_from((path.stem, t.split(".")[0]) for t in targets)
+    graph.remove_nodes_from(["__init__"])
+    assert ("audit", "report") in graph.edges  # what the check is about: audit.py uses the report
+    assert nx.is_directed_acyclic_graph(graph), list(nx.simple_cycles(graph))

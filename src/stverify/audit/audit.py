@@ -28,7 +28,6 @@ the same exact answers.
 """
 from __future__ import annotations
 
-import json
 import math
 import socket
 import time
@@ -53,8 +52,8 @@ from ..threats import DEFAULT_DOMAIN, format_eps, parse_threat
 from ..verify import verify
 from .claims import Key, load_external, own_claim
 from .exact_bounds import exact_layer_bounds
-
-SOURCES_FILE = "sources.json"
+from .report import write_report
+from .sources import DEFAULT_TOL, write_sources
 
 
 @dataclass
@@ -67,7 +66,7 @@ class AuditOptions:
     bounds: str = "stbp"
     progressive: bool = True
     bounds_timeout: float = 300.0
-    tol: float = 1e-6
+    tol: float = DEFAULT_TOL
     bounds_files: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     manifest: str | None = None
@@ -233,8 +232,6 @@ def audit(config=None, out=None, *, bounds_files: dict | None = None, results: d
 
     ``bounds_files`` / ``results`` ({tool: path}) and ``manifest`` add to (and override) the
     config's ``[audit]`` table; without a config the instances are the manifest's."""
-    from .report import write_report
-
     if out is None:
         raise InputError("audit: give an output directory (out=)")
     console = console or Console(stderr=True, soft_wrap=True)
@@ -259,8 +256,7 @@ def audit(config=None, out=None, *, bounds_files: dict | None = None, results: d
     store = Store(out, resume)
     if config is not None:  # kept by name: several configs may add instances to one audit
         (Path(out) / Path(config).name).write_text(Path(config).read_text())
-    (Path(out) / SOURCES_FILE).write_text(json.dumps({"bounds_files": opts.bounds_files, "results": opts.results,
-                                                      "manifest": opts.manifest, "tol": opts.tol}, indent=1) + "\n")
+    write_sources(out, opts.bounds_files, opts.results, opts.manifest, opts.tol)
     todo = [i for i in insts if "|".join(map(str, (*i.key, "audit"))) not in store.keys]
     console.print(f"{len(insts)} instances ({len(insts) - len(todo)} already done), claims of "
                   f"{', '.join(dict.fromkeys([m.label for m in (insts[0].methods if insts else ())] + list(opts.bounds_files) + list(opts.results))) or 'none'}; "

@@ -17,7 +17,6 @@ float64 and float32), or, without a witness, where the exact method proved ``ver
 from __future__ import annotations
 
 import csv
-import json
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -33,8 +32,8 @@ from ..network.layers import ReLU
 from ..replay import replay
 from ..result import STATUSES
 from ..threats import KINDS, parse_eps, parse_threat
-from .audit import SOURCES_FILE
 from .claims import Key, load_external
+from .sources import read_sources
 
 EXACT_CLASSES = ("verified", "falsified", "undecided")
 UNSOUND_FIELDS = ("model", "split", "index", "threat", "source", "what", "layer", "neuron", "claimed", "exact", "excess", "why")
@@ -57,8 +56,7 @@ class Context:
             if spec not in loaded:
                 loaded[spec] = spec.load()
             self.nets[key] = loaded[spec]
-        path = self.out / SOURCES_FILE
-        self.sources = json.loads(path.read_text()) if path.exists() else {"bounds_files": {}, "results": {}, "manifest": None, "tol": 1e-6}
+        self.sources = read_sources(self.out)
         self.tol = float(self.sources.get("tol", 1e-6))
         self.external, self.notes = load_external(self.sources, self.nets, {k: s.file for k, s in self.specs.items()})
 
