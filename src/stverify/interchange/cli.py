@@ -67,6 +67,8 @@ def cmd_radius(args) -> int:
     from .export import model_spec
 
     timeout = validation.timeout(args.timeout, "--timeout")
+    validation.number(args.tol, "--tol", positive=True)
+    validation.number(args.eps_max, "--eps-max", positive=True)
     save = None if args.save_counterexample is None else validation.output_file(args.save_counterexample,
                                                                                   "--save-counterexample")
     spec = model_spec(args.model, args.arch, args.data)
