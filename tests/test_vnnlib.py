@@ -285,6 +285,10 @@ BAD = [
     (header() + f"(assert (and {box((0, 1), (0, 1))})) (assert (>= Y_0 foo))", "expected a number or a variable"),
     (header() + f"(assert (and {box((0, 1), (2, 3))} (<= X_1 1)))" + ROBUST, "the input set is empty"),
     (header() + "(assert (or))", "without disjuncts"),
+    # nested 100,000 deep: refused at the nesting limit, not by Python's recursion limit (an internal error)
+    (header() + "(assert " + "(and " * 100_000 + "(<= X_0 1)" + ")" * 100_001, "nested more than 200 deep"),
+    (header() + "(assert (or " + "(or " * 100_000 + "(<= X_0 1)" + ")" * 100_002, "nested more than 200 deep"),
+    (header() + "(assert (<= X_0 " + "(- " * 100_000 + "1" + ")" * 100_002, "nested more than 200 deep"),
 ]
 
 
@@ -342,6 +346,26 @@ def test_cli_rejects_a_malformed_file_in_one_line(tmp_path, onnx_model, capsys):
     assert cli_main(["verify", "--model", str(onnx_model), "--vnnlib", str(p)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "involves 2 inputs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_refuses_a_deeply_nested_file_as_bad_input(tmp_path, onnx_model, capsys):
+    p = tmp_path / "deep.vnnlib"
+    p.write_text(BAD[-3][0])
+    assert cli_main(["verify", "--model", str(onnx_model), "--vnnlib", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nested more than 200 deep" in err and len(err.strip().splitlines()) == 1
+
+
+def test_nesting_up_to_the_limit_is_read():
+    depth = 150  # formulas and terms, each well inside the limit
+    text = (header() + "(assert " + "(and " * depth + box((0, 1), (0, 1)) + ")" * depth + ")"
+            + "(assert (>= Y_1 " + "(+ " * depth + "Y_0" + ")" * depth + "))")
+    spec = parse_vnnlib_text(text)
+    np.testing.assert_array_equal(spec.lo, [[0, 0]])
+    np.testing.assert_array_equal(spec.hi, [[1, 1]])
+    (atom,), = spec.output.disjuncts  # Y_1 - Y_0 >= 0
+    np.testing.assert_array_equal(atom.coef, [-1, 1, 0])
+    assert atom.const == 0 and not atom.strict
 
 
 def test_boxes_threat_refuses_what_it_cannot_mean():
