@@ -251,3 +251,22 @@ def test_the_audit_modules_import_no_circle():
     graph.remove_nodes_from(["__init__"])
     assert ("audit", "report") in graph.edges  # what the check is about: audit.py uses the report
     assert nx.is_directed_acyclic_graph(graph), list(nx.simple_cycles(graph))
+
+
+@pytest.mark.parametrize("extra,audit_table,words", [
+    (["--workers", "0"], "", "workers must be >= 1, got 0"),
+    ([], "neurons = 0", "[audit] neurons: expected a positive integer"),
+    ([], "layers = [99]", "[audit] layers: [99]"),
+    ([], 'exact = "magic"', "unknown method 'magic'"),
+    ([], 'bounds = "exact"', "[audit] bounds: expected one of stbp, lp"),
+    ([], "bounds_timeout = 0", "[audit] bounds_timeout must be > 0"),
+])
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, extra, audit_table, words):
+    cfg = tmp_path / "a.toml"
+    key = audit_table.partition(" =")[0]
+    cfg.write_text("\n".join(line for line in CONFIG.splitlines() if not (key and line.startswith(key + " =")))
+                   + "\n" + audit_table + "\n")
+    assert main(["audit", str(cfg), "--out", str(tmp_path / "out")] + extra) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

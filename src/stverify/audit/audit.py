@@ -43,15 +43,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..bench.config import ModelSpec, data_path, expand, load_config
 from ..bench.store import Store
 from ..data import load_sample
+from .. import validation
 from ..errors import InputError
 from ..interchange import manifest as mf
 from ..network.layers import MaxPool3d, ReLU
 from ..stbp_hybrid.certify import torch_layers
 from ..stbp_hybrid.propagate import first_affine_index
 from ..threats import DEFAULT_DOMAIN, format_eps, parse_threat
-from ..verify import verify
+from ..verify import check_call, verify
 from .claims import Key, load_external, own_claim
-from .exact_bounds import exact_layer_bounds
+from .exact_bounds import SOURCES as BOUND_SOURCES, exact_layer_bounds
 from .report import write_report
 from .sources import DEFAULT_TOL, write_sources
 
@@ -70,6 +71,21 @@ class AuditOptions:
     bounds_files: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     manifest: str | None = None
+
+    def check(self, insts: list, nets: dict, timeout: float, workers) -> None:
+        """Refuse a bad option before anything is written: the neurons and layers of every model,
+        the exact method and its options on every instance, the big-M source, the limits."""
+        validation.integer(workers, "workers", lo=1)
+        validation.timeout(self.bounds_timeout, "[audit] bounds_timeout")
+        validation.number(self.tol, "[audit] tol", lo=0.0)
+        validation.integer(self.seed, "[audit] seed", lo=0)
+        if self.bounds not in BOUND_SOURCES:
+            raise InputError(f"[audit] bounds: expected one of {', '.join(BOUND_SOURCES)}, got {self.bounds!r}")
+        for inst in insts:
+            net = nets[inst.key.model]
+            self.neurons_for(inst.key.model)
+            audited_layers(net, self.layers)
+            check_call(net, inst.x, inst.label, inst.key.threat, self.exact, timeout, DEFAULT_DOMAIN, self.exact_options)
 
     def neurons_for(self, model: str):
         n = self.neurons.get(model, "all") if isinstance(self.neurons, dict) else self.neurons
@@ -252,7 +268,8 @@ def audit(config=None, out=None, *, bounds_files: dict | None = None, results: d
     if not resume and (Path(out) / "results.jsonl").exists():
         raise InputError(f"{out} already holds audit results; pass --resume to continue that audit (or to audit more "
                          "claims against its exact answers), or choose another --out")
-    extra = external_layers(opts, insts, nets)  # before anything is written
+    opts.check(insts, nets, timeout, workers)  # before anything is written
+    extra = external_layers(opts, insts, nets)
     store = Store(out, resume)
     if config is not None:  # kept by name: several configs may add instances to one audit
         (Path(out) / Path(config).name).write_text(Path(config).read_text())
