@@ -267,9 +267,8 @@ def cmd_verify(args) -> int:
         if res.counterexample is None:
             print(f"no counterexample ({res.status}): nothing saved to {save}", file=sys.stderr)
         else:
-            counterexample.save(save, x, res.counterexample, y, threat, model=args.model, method=args.method,
-                                status=res.status, margin=res.margin_ub, data=str(data), split=args.split,
-                                index=args.index)
+            counterexample.save(save, x, res.counterexample, y, threat, net, model=args.model, method=args.method,
+                                status=res.status, data=str(data), split=args.split, index=args.index)
             print(f"counterexample saved to {save}; draw it with: stverify render {save}", file=sys.stderr)
     return 0
 

@@ -85,9 +85,9 @@ def cmd_radius(args) -> int:
     family = threat.spec().replace(f"eps={format_eps(threat.eps)}", "eps=*")
     info = None if res.counterexample is None else describe_counterexample(net, x, y, threat, res.upper, res.counterexample)
     if save is not None and res.counterexample is not None:
-        counterexample.save(save, x, res.counterexample, y, threat.with_eps(res.upper), model=spec.name,
-                            method=f"radius ({args.complete})", margin=info["margin_float64"], data=str(spec.dataset()),
-                            split=args.split, index=args.index)
+        counterexample.save(save, x, res.counterexample, y, threat.with_eps(res.upper), net, model=spec.name,
+                            method=f"radius ({args.complete})", data=str(spec.dataset()), split=args.split,
+                            index=args.index)
         _console().print(f"counterexample saved to {save}; draw it with: stverify render {save}")
     elif save is not None:
         _console().print(f"no counterexample up to eps_max: nothing saved to {save}")
