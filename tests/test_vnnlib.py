@@ -340,6 +340,35 @@ def test_cli_writes_the_vnncomp_result(tmp_path, onnx_model, name, capsys):
     assert capsys.readouterr().out.splitlines()[0] == expected  # stdout without --out
 
 
+def test_cli_json_with_vnnlib_is_one_json_object(tmp_path, onnx_model, capsys):
+    import json
+
+    text = next(t for n, t, _ in PROPERTIES if n == "robust-sat")
+    (tmp_path / "p.vnnlib").write_text(text)
+    assert cli_main(["verify", "--model", str(onnx_model), "--vnnlib", str(tmp_path / "p.vnnlib"), "--method", "milp",
+                     "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()  # no VNN-COMP text beside it
+    doc = json.loads(line)
+    assert doc["status"] == "falsified" and doc["vnncomp"]["result"] == "sat" and doc["margin_ub"] < 0
+    assert doc["counterexample"] == "(omitted; use --counterexample)" and doc["property"]["reduction"] == "label"
+
+
+@pytest.mark.parametrize("extra,words", [(["--threat", "linf:eps=0.1"], "--threat"), (["--index", "1"], "--index"),
+                                         (["--data", "d.npz", "--split", "val"], "--data, --split"),
+                                         (["--label", "0"], "--label"), (["--save-counterexample", "c.npz"], "--save")])
+def test_cli_refuses_what_a_vnnlib_file_states_itself(tmp_path, onnx_model, capsys, extra, words):
+    (tmp_path / "p.vnnlib").write_text(PROPERTIES[0][1])
+    assert cli_main(["verify", "--model", str(onnx_model), "--vnnlib", str(tmp_path / "p.vnnlib")] + extra) == 2
+    out, err = capsys.readouterr()
+    assert f"{words}" in err and "cannot be used with --vnnlib" in err and len(err.strip().splitlines()) == 1
+    assert out == ""
+
+
+def test_cli_out_without_vnnlib_is_refused(tmp_path, capsys):
+    assert cli_main(["verify", "--model", "tiny", "--threat", "linf:eps=1/255", "--out", str(tmp_path / "r.txt")]) == 2
+    assert "--out applies to --vnnlib" in capsys.readouterr().err and not (tmp_path / "r.txt").exists()
+
+
 def test_cli_rejects_a_malformed_file_in_one_line(tmp_path, onnx_model, capsys):
     p = tmp_path / "bad.vnnlib"
     p.write_text(BAD[2][0])
