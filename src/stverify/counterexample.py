@@ -90,7 +90,7 @@ def title(d: dict) -> str:
                if isinstance(info.get(key), float)]
     if not margins and isinstance(info.get("margin"), float):  # a file saved without the network
         margins = [f"{info['margin']:.4g}"]
-    return text + (f" (margin {', '.join(margins)})" if margins else "") + "  (* = frames of the chosen member)"
+    return text + (f" (margin {', '.join(margins)})" if margins else "") + "\n* = frames of the chosen member"
 
 
 def _image_file(out) -> Path:
