@@ -191,6 +191,24 @@ def test_boundary_witnesses_are_reported_not_violations(run, tmp_path, capsys):
     assert "beyond: falsified, but not misclassified on replay" in bad["why"] and "beyond the boundary tolerance" in bad["why"]
 
 
+@pytest.mark.parametrize("name,index,threat", [("tiny_std_test3_linf_eps_8over255.txt", 3, "linf:eps=8/255"),
+                                               ("tiny_std_test4_anyframes_eps_32over255_k_1_m3.txt", 4,
+                                                "frames:eps=32/255,frames=3")])
+def test_real_marabou_witnesses_are_boundary_witnesses(name, index, threat):
+    """Marabou's sat witnesses on stverify's exports (tests/data/marabou/README.md) sit on the decision boundary:
+    they do not replay strictly, yet they are no wrong verdict."""
+    from stverify.data import ensure_dataset
+    from stverify.interchange.witness import check_witness
+
+    result, w = vc.read_result(Path(__file__).parent / "data" / "marabou" / name)
+    x0, y = load_sample(ensure_dataset("video"), "test", index)
+    net, th = zoo.pretrained_network("tiny_std"), parse_threat(threat)
+    assert result == "sat" and not replay(net, x0, y, th, w.x.reshape(x0.shape)).ok
+    chk = check_witness(net, x0, y, th, w.x)
+    assert chk.kind == "boundary" and abs(chk.margin64) < 1e-12 and abs(chk.margin32) < 1e-6 < chk.tol
+    assert not chk.contradicts(None) and not chk.contradicts(chk.tol / 2)
+
+
 def test_a_proven_margin_rules_out_a_boundary_witness():
     """violations() with a stubbed witness check: a boundary witness stands beside a verified result only when
     that result's proven margin_lb does not exceed the witness's float64 margin plus the tolerance."""
