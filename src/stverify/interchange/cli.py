@@ -143,8 +143,8 @@ def register(sub) -> None:
                    "(Conv2d over channel x frame planes, or dense Gemm layers) and list it in instances.csv; manifest.json "
                    "records its native model, which stverify verifies in its place")
     e.add_argument("--split-members", action="store_true", help="one VNN-LIB file per member box of a union threat "
-                   "instead of one disjunctive file: needed for Marabou, which does not solve the disjunctive files "
-                   "(alpha-beta-CROWN prefers them)")
+                   "instead of one disjunctive file: use it for Marabou, far slower on the disjunctive files (alpha-beta-CROWN "
+                   "prefers them)")
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("radius", help="maximum safe eps of one instance for a threat kind",
