@@ -308,7 +308,7 @@ def test_verify_vnnlib_runs_a_rewrite_on_its_native_model(rewritten, kind, tmp_p
         (line,) = out.splitlines()  # one JSON object on stdout, the result file to --out
         doc = __import__("json").loads(line)
         result, witness = vnncomp.read_result(tmp_path / "result.txt")
-        assert doc["vnncomp"]["result"] == result and f"verifying tiny_std.onnx" in err
+        assert doc["vnncomp"]["result"] == result and "verifying tiny_std.onnx" in err
         assert doc["instance"]["native_model"] == str(folder / r.native)
         native = load_vnnlib(inst.vnnlib, folder / r.native)  # the same question asked of the native model
         expected = vnncomp.STATUS_TO_RESULT[native.verify(method="milp", timeout=60).status]
