@@ -296,6 +296,7 @@ def test_the_audit_modules_import_no_circle():
     ([], 'exact = "magic"', "unknown method 'magic'"),
     ([], 'bounds = "exact"', "[audit] bounds: expected one of stbp, lp"),
     ([], "bounds_timeout = 0", "[audit] bounds_timeout must be > 0"),
+    ([], '[[methods]]\nname = "milp"\nmethod = "milp"', "an audit checks the bound methods"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, extra, audit_table, words):
     cfg = tmp_path / "a.toml"

@@ -51,7 +51,7 @@ from ..stbp_hybrid.certify import torch_layers
 from ..stbp_hybrid.propagate import first_affine_index
 from ..threats import DEFAULT_DOMAIN, format_eps, parse_threat
 from ..verify import check_call, verify
-from .claims import Key, load_external, own_claim
+from .claims import Key, check_own_method, load_external, own_claim
 from .exact_bounds import SOURCES as BOUND_SOURCES, exact_layer_bounds
 from .report import write_report
 from .sources import DEFAULT_TOL, write_sources
@@ -73,8 +73,8 @@ class AuditOptions:
     manifest: str | None = None
 
     def check(self, insts: list, nets: dict, timeout: float, workers) -> None:
-        """Refuse a bad option before anything is written: the neurons and layers of every model,
-        the exact method and its options on every instance, the big-M source, the limits."""
+        """Refuse a bad option before anything is written: the audited methods, the neurons and layers of
+        every model, the exact method and its options on every instance, the big-M source, the limits."""
         validation.integer(workers, "workers", lo=1)
         validation.timeout(self.bounds_timeout, "[audit] bounds_timeout")
         validation.number(self.tol, "[audit] tol", lo=0.0)
@@ -83,6 +83,8 @@ class AuditOptions:
             raise InputError(f"[audit] bounds: expected one of {', '.join(BOUND_SOURCES)}, got {self.bounds!r}")
         for inst in insts:
             net = nets[inst.key.model]
+            for m in inst.methods:
+                check_own_method(m.label, m.method)
             self.neurons_for(inst.key.model)
             audited_layers(net, self.layers)
             check_call(net, inst.x, inst.label, inst.key.threat, self.exact, timeout, DEFAULT_DOMAIN, self.exact_options)

@@ -78,11 +78,15 @@ class Claim:
     time_s: float | None = None
 
 
-def own_claim(label: str, method: str, options: dict, net, x, y: int, threat, domain) -> Claim:
-    """The per-layer bounds and the verdict of one of stverify's incomplete methods."""
+def check_own_method(label: str, method: str) -> None:
     if method not in OWN_METHODS:
         raise InputError(f"method {label!r}: an audit checks the bound methods {', '.join(OWN_METHODS)}, "
                          f"not {method!r}")
+
+
+def own_claim(label: str, method: str, options: dict, net, x, y: int, threat, domain) -> Claim:
+    """The per-layer bounds and the verdict of one of stverify's incomplete methods."""
+    check_own_method(label, method)
     relaxation, concretize = OWN_METHODS[method]
     cert = certify(net, x, y, threat, relaxation or options.get("relaxation", "crown"), concretize, domain)
     bounds = {i: (lo.reshape(-1), hi.reshape(-1)) for i, (lo, hi) in enumerate(cert.bounds)}
