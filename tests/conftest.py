@@ -61,3 +61,21 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def boundary_point(net, x0, y: int, threat, cex, target: float = 0.0) -> np.ndarray:
+    """A point of the segment x0 -> cex (inside the threat set: x0 lies in every member box) whose float64
+    margin is just above ``target`` (within 1e-12 of it, from above), found by bisection; for target 0 a
+    witness on the decision boundary, as a tool computing in float32 or with LP tolerances reports one."""
+    from stverify.replay import margin_at, snap
+
+    x0, cex = np.asarray(x0, dtype=np.float64), np.asarray(cex, dtype=np.float64)
+    lo, hi = 0.0, 1.0  # margin(lo) > target >= margin(hi)
+    assert margin_at(net, x0, y, threat, x0) > target >= margin_at(net, x0, y, threat, cex)
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if margin_at(net, x0, y, threat, x0 + mid * (cex - x0)) > target:
+            lo = mid
+        else:
+            hi = mid
+    return snap(x0, x0 + lo * (cex - x0), threat)

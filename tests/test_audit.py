@@ -17,6 +17,8 @@ from stverify.interchange import vnncomp as vc
 from stverify.interchange.manifest import ExportedInstance, write_manifest
 from stverify.zoo import load_pretrained, pretrained_network
 
+from conftest import boundary_point
+
 CONFIG = """
 timeout = 30
 [[models]]
@@ -144,7 +146,41 @@ def test_planted_unsound_bound_and_wrong_verdicts_are_flagged(exact_run, tmp_pat
     by = _by_status(records)
     assert len(why) == 2
     assert why[by["falsified"]["index"]].startswith("claims verified (unsat); milp found a counterexample")
-    assert why[by["verified"]["index"]].startswith("claims falsified (sat); the witness not misclassified on replay")
+    assert why[by["verified"]["index"]].startswith("claims falsified (sat); the witness: not misclassified on replay")
+
+
+def test_a_boundary_witness_is_noted_not_unsound_unless_the_exact_answer_rules_it_out(exact_run, tmp_path, capsys):
+    """The honest tool's sat witness moved onto the decision boundary (float64 margin just above 0): a note and
+    ``witness = boundary`` in verdicts.csv, exit 0.  With the exact record edited to a proof of margin >= 5 on that
+    instance, the same witness contradicts it: unsound, exit 1."""
+    from stverify.threats import parse_threat
+
+    out, records = _copy(exact_run, tmp_path)
+    results = _vnncomp(tmp_path, out, records, wrong=False)
+    broken = _by_status(records)["falsified"]
+    net = pretrained_network("tiny")
+    x0 = load_sample(data_path(broken["data"]), broken["split"], broken["index"])[0]
+    point = boundary_point(net, x0, broken["label"], parse_threat(broken["threat"]), np.load(out / broken["counterexample"]))
+    vc.write_result(tmp_path / "sat.txt", "sat", vc.Witness(point.ravel(), net.forward(point)))
+    args = ["audit", str(exact_run[0] / "audit.toml"), "--out", str(out), "--results", f"tool={results}", "--manifest",
+            str(tmp_path), "--resume"]
+    assert main(args) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "sat with a boundary witness (float64 margin" in err and "not counted as unsound" in err
+    assert "unsound claims: 0" in err
+    with open(out / "verdicts.csv") as f:
+        rows = {(r["source"], r["index"]): r for r in __import__("csv").DictReader(f)}
+    assert rows[("tool", str(broken["index"]))]["witness"] == "boundary"
+    assert rows[("tool", str(broken["index"]))]["unsound"] == "False"
+    lines = (out / "results.jsonl").read_text().splitlines()  # the exact answer edited: "verified, margin >= 5"
+    edited = [json.loads(line) for line in lines]
+    for r in edited:
+        if r["index"] == broken["index"]:
+            r["verdict"].update(status="verified", margin_lb=5.0, margin_ub=None)
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edited))
+    assert main(args) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "claims falsified (sat) with a boundary witness" in err and "proved every margin >= 5" in err
 
 
 @pytest.mark.parametrize("bad", ["results", "bounds"])
@@ -231,3 +267,52 @@ def test_bounds_of_the_wrong_size_or_layer_are_refused(tmp_path):
     write_bounds_file(tmp_path / "b.json", [{**key._asdict(), "layers": {"/3/Gemm": (np.zeros(16), np.ones(16))}}])
     with pytest.raises(InputError, match="no ONNX file is known for model tiny"):
         bounds_claims("t", read_bounds_file(tmp_path / "b.json"), {key: net}, {}, {})
+
+
+def test_the_audit_modules_import_no_circle():
+    """audit.py runs an audit and writes its report; report.py must not import audit.py back."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import networkx as nx
+
+    folder = Path(importlib.import_module("stverify.audit").__file__).parent
+    graph = nx.DiGraph()
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import ... / from . import x
+                targets = [node.module] if node.module else [a.name for a in node.names]
+                graph.add_edges_from((path.stem, t.split(".")[0]) for t in targets)
+    graph.remove_nodes_from(["__init__"])
+    assert ("audit", "report") in graph.edges  # what the check is about: audit.py uses the report
+    assert nx.is_directed_acyclic_graph(graph), list(nx.simple_cycles(graph))
+
+
+@pytest.mark.parametrize("extra,audit_table,words", [
+    (["--workers", "0"], "", "workers must be >= 1, got 0"),
+    ([], "neurons = 0", "[audit] neurons: expected a positive integer"),
+    ([], "layers = [99]", "[audit] layers: [99]"),
+    ([], 'exact = "magic"', "unknown method 'magic'"),
+    ([], 'bounds = "exact"', "[audit] bounds: expected one of stbp, lp"),
+    ([], "bounds_timeout = 0", "[audit] bounds_timeout must be > 0"),
+    ([], '[[methods]]\nname = "milp"\nmethod = "milp"', "an audit checks the bound methods"),
+])
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, extra, audit_table, words):
+    cfg = tmp_path / "a.toml"
+    key = audit_table.partition(" =")[0]
+    cfg.write_text("\n".join(line for line in CONFIG.splitlines() if not (key and line.startswith(key + " =")))
+                   + "\n" + audit_table + "\n")
+    assert main(["audit", str(cfg), "--out", str(tmp_path / "out")] + extra) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_only_refuses_claims_it_would_ignore(exact_run, tmp_path, capsys):
+    out, _ = _copy(exact_run, tmp_path)
+    before = (out / "report.md").read_text()
+    assert main(["audit", "--out", str(out), "--report-only", "--results", f"t={tmp_path / 'r.csv'}"]) == 2
+    err = capsys.readouterr().err
+    assert "--results would be ignored" in err and len(err.strip().splitlines()) == 1
+    assert (out / "report.md").read_text() == before

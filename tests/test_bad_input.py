@@ -8,6 +8,7 @@ tests assert the exact error type.  A hypothesis test fuzzes the threat grammar.
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -641,3 +642,52 @@ def test_absurd_numbers_in_threats_are_refused_quickly(kind, eps, a, b, c, d):
     except ThreatError as e:
         assert "\n" not in str(e)
 
+
+
+_ARGS = st.one_of(st.integers(-3, 6), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(),
+                  st.text(max_size=3), st.tuples(st.integers(-1, 5), st.integers(-1, 5)), st.just(np.int64(2)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["linf", "frames", "anyframes", "patch", "anypatch"]), st.lists(_ARGS, min_size=1, max_size=6))
+def test_threat_constructors_check_their_arguments(kind, args):
+    """Built from Python (not parsed): any arguments give a threat of checked types and ranges, or a ThreatError."""
+    cls = sv.threats.KINDS[kind]
+    try:
+        threat = cls(*args)
+    except ThreatError as e:
+        assert "\n" not in str(e)
+        return
+    except TypeError:  # more positional arguments than the class has fields: a programming error, not bad data
+        assert len(args) > len(cls.__dataclass_fields__)
+        return
+    assert isinstance(threat.eps, float) and threat.eps >= 0
+    ints = [v for f in ("k", "len", "h", "w", "stride", "y", "x") if hasattr(threat, f) for v in [getattr(threat, f)]]
+    ints += list(getattr(threat, "frames", ())) + list(getattr(threat, "t", ()))
+    assert all(type(v) is int and v >= 0 for v in ints), threat
+    threat.spec()
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda: sv.threats.AnyFrames(0.1, 1.5), "k must be >= 1 (an integer), got 1.5"),
+    (lambda: sv.threats.AnyFrames(0.1, 0), "k must be >= 1"),
+    (lambda: sv.threats.Linf(-0.1), "eps must be a number >= 0"),
+    (lambda: sv.threats.Linf(float("nan")), "eps must be a number >= 0"),
+    (lambda: sv.threats.Linf("2/255"), "eps must be a number >= 0"),
+    (lambda: sv.threats.Frames(0.1, (0, 2.0)), "frames must be >= 0 (an integer), got 2.0"),
+    (lambda: sv.threats.Frames(0.1, 3), "frames must be a sequence"),
+    (lambda: sv.threats.Patch(0.1, (2, 1), 0, 0, 2, 2), "t=(2, 1) is empty"),
+    (lambda: sv.threats.Patch(0.1, (0, 1), 0, 0, 0, 2), "h must be >= 1"),
+    (lambda: sv.threats.AnyPatch(0.1, 2, 3, True), "w must be >= 1 (an integer), got True"),
+    (lambda: sv.threats.AnyPatch(0.1, 2, 3, 3, stride=0), "stride must be >= 1"),
+    (lambda: sv.threats.AnyPatch(0.1, 2, 3, 3, area=(0, 1)), "area must be"),
+])
+def test_threat_constructor_errors_name_the_argument(make, words):
+    with pytest.raises(ThreatError, match=re.escape(words)):
+        make()
+
+
+def test_threat_constructors_normalise_numpy_numbers():
+    t = sv.threats.AnyFrames(np.float32(0.5), np.int64(2))
+    assert (type(t.eps), type(t.k)) == (float, int) and t == sv.threats.AnyFrames(0.5, 2)
+    assert sv.threats.Frames(0.1, [2, 0]).frames == (2, 0)  # a list is stored as a (hashable) tuple

@@ -91,8 +91,27 @@ def test_a_saved_counterexample_is_self_contained_and_drawn(threat, method, tmp_
         assert not np.any(np.any(np.abs(d["counterexample"] - d["x0"]) > 1e-12, axis=0) & ~delta)
     with np.load(path, allow_pickle=False) as z:  # readable without stverify, without pickle
         assert {"x0", "counterexample", "label", "threat", "member", "frames"} <= set(z.files)
+    predicted = int(net.predict(d["counterexample"]))  # the picture names the class that wins, and the margins
+    assert predicted != 3 and d["info"]["predicted"] == predicted
+    logits = net.forward(d["counterexample"])
+    assert d["info"]["margin_float64"] == pytest.approx(logits[3] - np.delete(logits, 3).max())
+    assert d["info"]["margin_float64"] < 0 and d["info"]["margin_float32"] < 0
+    assert f"label 3, predicted {predicted} (margin float64 {d['info']['margin_float64']:.4g}, float32 " \
+        in counterexample.title(d)
     assert main(["render", str(path), "--out", str(tmp_path / "cex.png")]) == 0
     assert (tmp_path / "cex.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name,words", [("cex.xyz", "unknown image format '.xyz'"), ("no/such/cex.png", "does not exist"),
+                                        (".", "is a directory")])
+def test_render_refuses_an_image_file_it_cannot_write(name, words, tmp_path, capsys):
+    x0 = np.zeros((1, 2, 3, 3))
+    path = counterexample.save(tmp_path / "cex.npz", x0, x0 + 0.1, 0, parse_threat("linf:eps=0.1"))
+    assert main(["render", str(path), "--out", str(tmp_path / name)]) == 2  # refused before drawing
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / name).is_file()
+    assert "predicted class not recorded" in counterexample.title(counterexample.load(path))  # saved without the network
 
 
 def test_nothing_is_saved_without_a_counterexample(tmp_path, capsys):

@@ -232,7 +232,7 @@ def test_export_checks_what_it_writes(tmp_path, stub_vnnlib, monkeypatch):
     monkeypatch.setattr(ex, "rewrite_network", lambda _, kind: rewrite(wrong, kind))
     with pytest.raises(RuntimeError, match="rewrite of rand differs"):
         ex.export([item], {"rand": net}, tmp_path / "b", 10, rewrite="conv2d", log=lines.append)
-    assert not (tmp_path / "b" / "onnx" / "rand.conv2d.onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # nothing of b, not even its Conv3d model
 
 
 @pytest.mark.usefixtures("torch_one_thread")
@@ -276,3 +276,123 @@ def test_exported_vnnlib_reads_back_to_the_same_set_and_verdict(tmp_path, split_
             assert abs(rs[0].margin_lb - ref.margin_lb) <= 1e-5 * (1 + abs(ref.margin_lb))
         statuses.add(ref.status)
     assert statuses == {"verified", "falsified"}
+
+
+# --- rewrites used through the manifest, atomic export, the tools note ----------------------------------------------
+@pytest.fixture(scope="module")
+def rewritten(tmp_path_factory):
+    """Exports of tiny_std with --rewrite conv2d and gemm (two inputs, a union and a box threat)."""
+    tmp = tmp_path_factory.mktemp("rewritten")
+    items, nets = ex.items_from_args(ex.model_spec("tiny_std"), "test", [0, 1],
+                                     ["anyframes:k=1,eps=32/255", "linf:eps=8/255"])
+    for kind in ("conv2d", "gemm"):
+        ex.export(items, nets, tmp / kind, 30, rewrite=kind, log=lambda _: None)
+    return tmp
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+@pytest.mark.parametrize("kind", ["conv2d", "gemm"])
+def test_verify_vnnlib_runs_a_rewrite_on_its_native_model(rewritten, kind, tmp_path, capsys):
+    from stverify.interchange.manifest import native_model, read_rewrites
+
+    folder = rewritten / kind
+    (r,) = read_rewrites(folder)
+    assert (r.onnx, r.kind, r.native) == (f"onnx/tiny_std.{kind}.onnx", kind, "onnx/tiny_std.onnx")
+    assert native_model(folder / r.onnx) == folder / r.native and native_model(folder / r.native) is None
+    answers = set()
+    for inst in vnncomp.read_instances(folder / "instances.csv"):  # names the rewrite only
+        assert inst.onnx == folder / r.onnx
+        argv = ["verify", "--model", str(inst.onnx), "--vnnlib", str(inst.vnnlib), "--method", "milp", "--timeout", "60"]
+        assert cli_main(argv + ["--json", "--counterexample", "--out", str(tmp_path / "result.txt")]) == 0
+        out, err = capsys.readouterr()
+        (line,) = out.splitlines()  # one JSON object on stdout, the result file to --out
+        doc = __import__("json").loads(line)
+        result, witness = vnncomp.read_result(tmp_path / "result.txt")
+        assert doc["vnncomp"]["result"] == result and "verifying tiny_std.onnx" in err
+        assert doc["instance"]["native_model"] == str(folder / r.native)
+        native = load_vnnlib(inst.vnnlib, folder / r.native)  # the same question asked of the native model
+        expected = vnncomp.STATUS_TO_RESULT[native.verify(method="milp", timeout=60).status]
+        assert result == expected
+        if result == "sat":  # the witness, in ONNX order, is unsafe on the rewrite itself (onnxruntime)
+            assert native.check_witness(witness.x).ok
+            np.testing.assert_array_equal(np.ravel(doc["counterexample"]), witness.x)
+            y = run_onnx(onnx.load(inst.onnx), witness.x.reshape((1,) + native.network.input_shape))[0]
+            assert native.spec.output.unsafe(y)
+        answers.add(result)
+    assert answers == {"sat", "unsat"}
+
+
+def test_a_changed_rewrite_is_not_replaced_by_its_native_model(rewritten, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(rewritten / "conv2d", folder)
+    inst = vnncomp.read_instances(folder / "instances.csv")[0]
+    model = onnx.load(inst.onnx)
+    model.graph.initializer[0].raw_data = bytes(len(model.graph.initializer[0].raw_data))  # zero the first weights
+    onnx.save(model, inst.onnx)
+    assert cli_main(["verify", "--model", str(inst.onnx), "--vnnlib", str(inst.vnnlib)]) == 2
+    err = capsys.readouterr().err
+    assert "changed since the export" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_run_instances_runs_a_rewritten_export(rewritten, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "experiments" / "interchange" / "run_instances.py"
+    spec = importlib.util.spec_from_file_location("run_instances", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(rewritten / "gemm"), "--out", str(tmp_path / "r.csv"), "--method", "milp"]) == 0
+    rows = vnncomp.read_results_csv(tmp_path / "r.csv")
+    assert len(rows) == 4 and {r.onnx for r in rows} == {"onnx/tiny_std.gemm.onnx"}
+    assert {r.result for r in rows} <= {"sat", "unsat"}
+
+
+def test_audit_bounds_on_the_nodes_of_a_rewrite(rewritten, tmp_path):
+    """A bounds file naming the conv2d rewrite's ONNX nodes resolves to the same layer inputs as the native model's."""
+    from stverify.audit.claims import onnx_layer_map
+
+    net = zoo.pretrained_network("tiny_std")
+    native = onnx_layer_map(rewritten / "conv2d" / "onnx" / "tiny_std.onnx", net)
+    for kind in ("conv2d", "gemm"):
+        mapped = onnx_layer_map(rewritten / kind / "onnx" / f"tiny_std.{kind}.onnx", net)
+        assert mapped["layer0_Conv" if kind == "conv2d" else "layer0_Gemm"] == native["layer0_Conv"] == [1]
+        assert mapped["output"] == native["output"] == [len(net.layers)]
+    with pytest.raises(InputError, match="not this model"):
+        onnx_layer_map(rewritten / "conv2d" / "onnx" / "tiny_std.conv2d.onnx", tiny_network(0))
+
+
+def test_export_is_all_or_nothing(tmp_path, capsys):
+    """Over the size limit of one disjunctive file (after the ONNX model and a first VNN-LIB file are written), or
+    into a used folder: nothing is left behind, nothing is touched."""
+    argv = ["export", "--model", "small", "--threat", "linf:eps=1/255", "--threat", "anypatch:eps=1/255,len=2,h=4,w=4"]
+    assert cli_main(argv + ["--out", str(tmp_path / "new" / "out")]) == 2
+    assert "over the limit of 1,000,000" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no out, no parent, no partial folder
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "mine.txt").write_text("keep")
+    assert cli_main(argv[:5] + ["--out", str(tmp_path / "used")]) == 2
+    assert "already exists and is not an empty folder" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "used").iterdir()] == ["mine.txt"]
+    (tmp_path / "empty").mkdir()
+    assert cli_main(argv[:5] + ["--out", str(tmp_path / "empty")]) == 0  # an empty folder is taken
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["README.md", "instances.csv", "manifest.json",
+                                                                      "onnx", "vnnlib"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "used"]
+
+
+def test_the_tools_note_is_where_users_choose(rewritten, capsys):
+    from stverify.interchange.manifest import TOOLS_NOTE
+
+    assert "Marabou" in TOOLS_NOTE and "--split-members" in TOOLS_NOTE and "alpha-beta-CROWN" in TOOLS_NOTE
+    readme = (rewritten / "conv2d" / "README.md").read_text()
+    assert TOOLS_NOTE in readme and "1 disjunctive file(s)" not in readme and "2 disjunctive file(s)" in readme
+    assert "`onnx/tiny_std.conv2d.onnx`: the conv2d rewrite of `onnx/tiny_std.onnx`" in readme
+    doc = __import__("json").loads((rewritten / "conv2d" / "manifest.json").read_text())
+    assert doc["notes"] == [TOOLS_NOTE]
+    assert cli_main(["export", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Marabou" in text and "--split-members" in text

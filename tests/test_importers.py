@@ -400,3 +400,28 @@ def test_load_network_state_file(tmp_path, monkeypatch):
 def test_load_network_unknown_extension(tmp_path):
     with pytest.raises(ValueError, match=r"unknown extension '\.h5'.*\.onnx.*\.pt"):
         load_network(tmp_path / "model.h5")
+
+
+def test_the_readme_says_what_torch_onnx_export_needs(tmp_path):
+    """The README's advice holds here: without onnxscript the default exporter fails, dynamo=False works."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = re.search(r"## Supported networks\n(.*?)\n## ", readme, re.S).group(1)
+    assert "dynamo=False" in section and "pip install onnxscript" in section
+    model = nn.Sequential(nn.Conv3d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 2 * 8 * 8, 3)).eval()
+    x = torch.zeros(1, 1, 4, 10, 10)
+    if importlib.util.find_spec("onnxscript") is None:
+        with pytest.raises(ModuleNotFoundError, match="onnxscript"):
+            torch.onnx.export(model, (x,), str(tmp_path / "default.onnx"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (x,), str(tmp_path / "legacy.onnx"), dynamo=False)
+    from stverify.network import load_network
+
+    xs = np.random.default_rng(0).uniform(0, 1, (2, 1, 4, 10, 10))
+    with torch.no_grad():
+        np.testing.assert_allclose(load_network(tmp_path / "legacy.onnx").forward(xs),
+                                   model(torch.tensor(xs, dtype=torch.float32)).numpy(), atol=1e-5)

@@ -13,6 +13,7 @@ import pytest
 from conftest import tiny_network
 from stverify import counterexample, load_network, load_sample, max_safe_radius
 from stverify.cli import main as cli_main
+from stverify.errors import InputError
 from stverify.interchange.onnx_writer import network_to_onnx
 from stverify.replay import replay
 from stverify.threats import AnyFrames
@@ -72,7 +73,18 @@ def test_no_counterexample_below_eps_max_and_user_errors(files, capsys):
                         (["--threat", "linf", "--index", "9"], "index 9 out of range"),
                         (["--threat", "linf", "--label", "-1"], "--label -1 is not a class of the model"),
                         (["--threat", "linf", "--timeout", "nan"], "--timeout must be > 0 seconds"),
-                        (["--threat", "linf", "--save-counterexample", str(Path(data).parent)], "is a directory")]:
+                        (["--threat", "linf", "--save-counterexample", str(Path(data).parent)], "is a directory"),
+                        (["--threat", "linf", "--tol", "0"], "--tol must be > 0"),  # would bisect until the timeout
+                        (["--threat", "linf", "--eps-max", "0"], "--eps-max must be > 0"),
+                        (["--threat", "linf", "--eps-max", "full"], "--eps-max must be finite")]:
         assert cli_main(["radius", "--model", model, "--data", data] + argv) == 2
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("kw,words", [({"tol": 0.0}, "tol must be > 0"), ({"tol": -1.0}, "tol must be > 0"),
+                                      ({"eps_max": 0.0}, "eps_max must be > 0")])
+def test_max_safe_radius_refuses_a_tolerance_it_could_never_reach(kw, words):
+    net = tiny_network(0)
+    with pytest.raises(InputError, match=words):
+        max_safe_radius(net, np.full(net.input_shape, 0.5), 0, AnyFrames(0.0, 1), timeout=5, **kw)

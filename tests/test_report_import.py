@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +17,11 @@ from stverify.errors import InputError
 from stverify.interchange import export as ex
 from stverify.interchange import vnncomp as vc
 from stverify.interchange.manifest import read_manifest
+from stverify.replay import replay
 from stverify.threats import parse_threat
 from stverify import zoo
+
+from conftest import boundary_point
 
 CONFIG = """timeout = 20
 [[models]]
@@ -142,6 +146,87 @@ def test_planted_contradiction_and_bad_witnesses_are_flagged(run, tmp_path):
     assert "outside: falsified, but the counterexample lies outside the threat set" in why
     assert "nowitness: falsified, but no witness" in why
     assert "SOUNDNESS VIOLATIONS: 1" in (out / "report.md").read_text()
+
+
+def test_boundary_witnesses_are_reported_not_violations(run, tmp_path, capsys):
+    """A sat whose witness sits on the decision boundary (float64 margin just above 0, as Marabou's +1e-15)
+    is a boundary witness: listed, exit 0; one whose margin lies beyond the tolerance is a violation, exit 1."""
+    from stverify import tolerances
+
+    out = tmp_path / "out"
+    shutil.copytree(run / "out", out)
+    folder = run / "export"
+    truth = milp_records(run)
+    good = honest_rows(run, folder, "edge", truth)
+    n = next(n for n, row in enumerate(good) if row[4] == "sat")
+    e = read_manifest(folder)[n]
+    x0, _ = load_sample(data_path(e.data), e.split, e.index)
+    net, threat = zoo.pretrained_network("tiny_std"), parse_threat(e.threat)
+    cex = np.load(run / "out" / truth[(e.model, e.split, e.index, e.threat)]["counterexample"])
+
+    def tool(name: str, target: float) -> Path:
+        """The honest rows, but for instance n a witness of float64 margin just above ``target``."""
+        point = boundary_point(net, x0, e.label, threat, cex, target)
+        vc.write_result(folder / f"{name}.txt", "sat", vc.Witness(point.ravel(), net.forward(point)))
+        rows = [row[:] for row in good]
+        rows[n][6] = f"{name}.txt"
+        write_csv(folder / f"{name}.csv", rows)
+        assert target <= replay(net, x0, e.label, threat, point).margin64 < target + 1e-9
+        return folder / f"{name}.csv"
+
+    tool("edge", 0.0)
+    assert cli_main(["report", str(out), "--import", f"edge={folder / 'edge.csv'}"]) == 0
+    err = capsys.readouterr().err
+    assert "boundary witness (not a violation): edge on tiny_std" in err and "soundness: 0 violations" in err
+    found = write_report(out, [("edge", folder / "edge.csv")])
+    [row] = found["boundary"]
+    assert not found["violations"] and (row["method"], row["index"], row["threat"]) == ("edge", e.index, e.threat)
+    assert max(row["margin_float64"], row["margin_float32"]) <= row["tol"] and row["margin_float64"] >= 0
+    assert "1 boundary witness(es)" in (out / "report.md").read_text()
+    with open(out / "boundary.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1
+    tool("beyond", 50 * tolerances.WITNESS_TOL_REL * max(1.0, float(np.abs(net.forward(cex)).max())))
+    assert cli_main(["report", str(out), "--import", f"beyond={folder / 'beyond.csv'}"]) == 1
+    [bad] = write_report(out, [("beyond", folder / "beyond.csv")])["violations"]
+    assert "beyond: falsified, but not misclassified on replay" in bad["why"] and "beyond the boundary tolerance" in bad["why"]
+
+
+@pytest.mark.parametrize("name,index,threat", [("tiny_std_test3_linf_eps_8over255.txt", 3, "linf:eps=8/255"),
+                                               ("tiny_std_test4_anyframes_eps_32over255_k_1_m3.txt", 4,
+                                                "frames:eps=32/255,frames=3")])
+def test_real_marabou_witnesses_are_boundary_witnesses(name, index, threat):
+    """Marabou's sat witnesses on stverify's exports (tests/data/marabou/README.md) sit on the decision boundary:
+    they do not replay strictly, yet they are no wrong verdict."""
+    from stverify.data import ensure_dataset
+    from stverify.interchange.witness import check_witness
+
+    result, w = vc.read_result(Path(__file__).parent / "data" / "marabou" / name)
+    x0, y = load_sample(ensure_dataset("video"), "test", index)
+    net, th = zoo.pretrained_network("tiny_std"), parse_threat(threat)
+    assert result == "sat" and not replay(net, x0, y, th, w.x.reshape(x0.shape)).ok
+    chk = check_witness(net, x0, y, th, w.x)
+    assert chk.kind == "boundary" and abs(chk.margin64) < 1e-12 and abs(chk.margin32) < 1e-6 < chk.tol
+    assert not chk.contradicts(None) and not chk.contradicts(chk.tol / 2)
+
+
+def test_a_proven_margin_rules_out_a_boundary_witness():
+    """violations() with a stubbed witness check: a boundary witness stands beside a verified result only when
+    that result's proven margin_lb does not exceed the witness's float64 margin plus the tolerance."""
+    from stverify.bench.report import Instance, violations
+    from stverify.interchange.witness import WitnessCheck
+
+    edge = WitnessCheck("boundary", "a boundary witness (...)", 1e-15, -4e-7, 2.6e-4)
+    for margin_lb, expected in ((1e-4, 0), (0.5, 1), (None, 0)):
+        inst = Instance(("m", "test", 0, "linf:eps=1/255"), "linf", "1/255")
+        inst.results = {"tool": {"status": "falsified", "call": {"method": "import"}, "margin_lb": None},
+                        "milp": {"status": "verified", "call": {"method": "milp"}, "margin_lb": margin_lb}}
+        bad, boundary = violations([inst], lambda r: edge)
+        assert len(bad) == expected and len(boundary) == 1
+        if expected:
+            assert "milp says verified with margin_lb 0.5, but tool: a boundary witness" in bad[0]["why"]
+    strict = WitnessCheck("counterexample", "", -0.3, -0.3, 2.6e-4)  # a replayed counterexample always contradicts
+    bad, boundary = violations([inst], lambda r: strict if r["call"]["method"] == "import" else edge)
+    assert len(bad) == 1 and "the verified claims are wrong" in bad[0]["why"] and not boundary
 
 
 def test_import_errors(run, tmp_path, capsys):

@@ -285,6 +285,10 @@ BAD = [
     (header() + f"(assert (and {box((0, 1), (0, 1))})) (assert (>= Y_0 foo))", "expected a number or a variable"),
     (header() + f"(assert (and {box((0, 1), (2, 3))} (<= X_1 1)))" + ROBUST, "the input set is empty"),
     (header() + "(assert (or))", "without disjuncts"),
+    # nested 100,000 deep: refused at the nesting limit, not by Python's recursion limit (an internal error)
+    (header() + "(assert " + "(and " * 100_000 + "(<= X_0 1)" + ")" * 100_001, "nested more than 200 deep"),
+    (header() + "(assert (or " + "(or " * 100_000 + "(<= X_0 1)" + ")" * 100_002, "nested more than 200 deep"),
+    (header() + "(assert (<= X_0 " + "(- " * 100_000 + "1" + ")" * 100_002, "nested more than 200 deep"),
 ]
 
 
@@ -336,12 +340,61 @@ def test_cli_writes_the_vnncomp_result(tmp_path, onnx_model, name, capsys):
     assert capsys.readouterr().out.splitlines()[0] == expected  # stdout without --out
 
 
+def test_cli_json_with_vnnlib_is_one_json_object(tmp_path, onnx_model, capsys):
+    import json
+
+    text = next(t for n, t, _ in PROPERTIES if n == "robust-sat")
+    (tmp_path / "p.vnnlib").write_text(text)
+    assert cli_main(["verify", "--model", str(onnx_model), "--vnnlib", str(tmp_path / "p.vnnlib"), "--method", "milp",
+                     "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()  # no VNN-COMP text beside it
+    doc = json.loads(line)
+    assert doc["status"] == "falsified" and doc["vnncomp"]["result"] == "sat" and doc["margin_ub"] < 0
+    assert doc["counterexample"] == "(omitted; use --counterexample)" and doc["property"]["reduction"] == "label"
+
+
+@pytest.mark.parametrize("extra,words", [(["--threat", "linf:eps=0.1"], "--threat"), (["--index", "1"], "--index"),
+                                         (["--data", "d.npz", "--split", "val"], "--data, --split"),
+                                         (["--label", "0"], "--label"), (["--save-counterexample", "c.npz"], "--save")])
+def test_cli_refuses_what_a_vnnlib_file_states_itself(tmp_path, onnx_model, capsys, extra, words):
+    (tmp_path / "p.vnnlib").write_text(PROPERTIES[0][1])
+    assert cli_main(["verify", "--model", str(onnx_model), "--vnnlib", str(tmp_path / "p.vnnlib")] + extra) == 2
+    out, err = capsys.readouterr()
+    assert f"{words}" in err and "cannot be used with --vnnlib" in err and len(err.strip().splitlines()) == 1
+    assert out == ""
+
+
+def test_cli_out_without_vnnlib_is_refused(tmp_path, capsys):
+    assert cli_main(["verify", "--model", "tiny", "--threat", "linf:eps=1/255", "--out", str(tmp_path / "r.txt")]) == 2
+    assert "--out applies to --vnnlib" in capsys.readouterr().err and not (tmp_path / "r.txt").exists()
+
+
 def test_cli_rejects_a_malformed_file_in_one_line(tmp_path, onnx_model, capsys):
     p = tmp_path / "bad.vnnlib"
     p.write_text(BAD[2][0])
     assert cli_main(["verify", "--model", str(onnx_model), "--vnnlib", str(p)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "involves 2 inputs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_refuses_a_deeply_nested_file_as_bad_input(tmp_path, onnx_model, capsys):
+    p = tmp_path / "deep.vnnlib"
+    p.write_text(BAD[-3][0])
+    assert cli_main(["verify", "--model", str(onnx_model), "--vnnlib", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nested more than 200 deep" in err and len(err.strip().splitlines()) == 1
+
+
+def test_nesting_up_to_the_limit_is_read():
+    depth = 150  # formulas and terms, each well inside the limit
+    text = (header() + "(assert " + "(and " * depth + box((0, 1), (0, 1)) + ")" * depth + ")"
+            + "(assert (>= Y_1 " + "(+ " * depth + "Y_0" + ")" * depth + "))")
+    spec = parse_vnnlib_text(text)
+    np.testing.assert_array_equal(spec.lo, [[0, 0]])
+    np.testing.assert_array_equal(spec.hi, [[1, 1]])
+    (atom,), = spec.output.disjuncts  # Y_1 - Y_0 >= 0
+    np.testing.assert_array_equal(atom.coef, [-1, 1, 0])
+    assert atom.const == 0 and not atom.strict
 
 
 def test_boxes_threat_refuses_what_it_cannot_mean():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from stverify import zoo
+from stverify.errors import InputError
 from stverify.zoo import train as zt
 
 ALLOWED = (nn.Conv3d, nn.ReLU, nn.AvgPool3d, nn.MaxPool3d, nn.Flatten, nn.Linear)
@@ -137,3 +139,19 @@ def test_cli_writes_weights_and_manifest(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         zt.main(["--help"])
     assert "--method" in capsys.readouterr().out
+
+
+def test_threads_follow_omp_num_threads_and_every_epoch_logs_an_eta(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # neither the default (2) nor the test's own setting
+    lines = []
+    _, metrics = zt.train("tiny", method="standard", epochs=2, batch_size=16, n_train=32, n_test=16,
+                          log=lambda msg: lines.append((msg, torch.get_num_threads())))
+    assert metrics["threads"] == 3 and {t for _, t in lines} == {3}
+    assert "2 epoch(s) of 2 step(s), 3 thread(s)" in lines[0][0]
+    assert [bool(re.search(rf"epoch {e}/2: loss [\d.]+  \([\d.]+ s, ETA \d+ s\)", m)) for (m, _), e in zip(lines[1:], (1, 2))] \
+        == [True, True] and lines[-1][0].endswith("ETA 0 s)")
+    _, metrics = zt.train("tiny", method="standard", epochs=1, n_train=16, n_test=16, threads=1)  # --threads wins
+    assert metrics["threads"] == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "four")
+    with pytest.raises(InputError, match="OMP_NUM_THREADS must be a positive integer"):
+        zt.train("tiny", epochs=1, n_train=16, n_test=16)

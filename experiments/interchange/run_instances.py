@@ -3,6 +3,8 @@ VNN-LIB path (``load_vnnlib`` on the ONNX model and the property, then ``verify`
 tool's results CSV (benchmark, onnx, vnnlib, prepare_time, result, run_time, witness file) and one
 result file per instance.  This makes stverify "another tool" on an export of its own instances, so
 ``stverify report BENCH --import stverify-vnnlib=RESULTS.csv`` checks the interchange end to end.
+A row whose ONNX file is a ``--rewrite`` (Conv2d / Gemm form, which stverify does not read) is run on
+the native Conv3d model that the export's manifest records for it, as ``stverify verify --vnnlib`` does.
 
     python experiments/interchange/run_instances.py EXPORT_DIR --out RESULTS.csv [--method bab]
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 
 from stverify.interchange import vnncomp
+from stverify.interchange.manifest import native_model
 from stverify.interchange.vnnlib import load_vnnlib
 
 
@@ -31,7 +34,7 @@ def main(argv=None) -> int:
     rows = []
     for inst in vnncomp.read_instances(folder / "instances.csv"):
         start = time.perf_counter()
-        prop = load_vnnlib(inst.vnnlib, inst.onnx)
+        prop = load_vnnlib(inst.vnnlib, native_model(inst.onnx) or inst.onnx)
         prepared = time.perf_counter()
         result, witness, _ = prop.answer(prop.verify(method=args.method, timeout=inst.timeout))
         done = time.perf_counter()

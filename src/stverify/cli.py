@@ -202,24 +202,42 @@ def _rows(res, instance: str, threat: str, method: str) -> list[dict]:
     return rows
 
 
+VNNLIB_STATES = ("threat", "data", "index", "split", "label", "save_counterexample")  # what a VNN-LIB file states instead
+
+
 def _verify_vnnlib(args) -> int:
-    """A VNN-COMP instance (--model + --vnnlib): the answer in the VNN-COMP result format, to --out or stdout."""
+    """A VNN-COMP instance (--model + --vnnlib): the answer in the VNN-COMP result format, to --out or
+    stdout; with --json, one JSON object on stdout (the result schema, the VNN-COMP answer, the property).
+    A model that an export's manifest records as a --rewrite is replaced by its native Conv3d model."""
+    from .interchange.manifest import native_model
     from .interchange.vnnlib import load_vnnlib
     from .stdio import stdout_to_stderr
 
+    if given := [f"--{k.replace('_', '-')}" for k in VNNLIB_STATES if getattr(args, k) is not None]:
+        raise InputError(f"{', '.join(given)} cannot be used with --vnnlib: the VNN-LIB file states the input set and "
+                         "the property")
     args.method = args.method or "bab"
     timeout = validation.timeout(args.timeout, "--timeout")
     opts = _method_options(args)
     out = None if args.out is None else validation.output_file(args.out, "--out")
-    prop = load_vnnlib(args.vnnlib, _model(args.model, args.arch))
+    native = native_model(args.model)
+    if native is not None:
+        print(f"{args.model} is a rewrite of {native} (the export's manifest.json): verifying {native.name}", file=sys.stderr)
+    prop = load_vnnlib(args.vnnlib, _model(args.model if native is None else str(native), args.arch))
     with stdout_to_stderr():  # solvers' own output never reaches stdout
         res = prop.verify(method=args.method, timeout=timeout, **opts)
     result, witness, note = prop.answer(res)
-    text = format_result(result, witness)
     if out is not None:
-        out.write_text(text)
-    else:
-        sys.stdout.write(text)
+        out.write_text(format_result(result, witness))
+    if args.json:
+        doc = res.to_dict()
+        doc["counterexample"] = (None if witness is None else "(omitted; use --counterexample)" if not args.counterexample
+                                 else witness.x.reshape(prop.network.input_shape).tolist())  # the checked sat witness
+        doc.update(instance={"model": args.model, "vnnlib": args.vnnlib, **({"native_model": str(native)} if native else {})},
+                   property=prop.stats, vnncomp={"result": result, "note": note})
+        print(json.dumps(doc))
+    elif out is None:
+        sys.stdout.write(format_result(result, witness))
     bound = "" if res.margin_lb is None else f", margin_lb {res.margin_lb:.6g}"
     print(f"{result} ({args.method}: {res.status}{bound}, {res.time_s:.2f} s; {prop.stats['members']} input box(es), "
           f"{prop.stats['reduction']}){': ' + note if note else ''}" + (f" -> {out}" if out else ""), file=sys.stderr)
@@ -236,6 +254,9 @@ def cmd_verify(args) -> int:
         return _verify_vnnlib(args)
     if args.threat is None:
         raise InputError("--threat is required (or --vnnlib with a VNN-LIB property)")
+    if args.out is not None:
+        raise InputError("--out applies to --vnnlib (the VNN-COMP result file); use --json or --save-counterexample")
+    args.index, args.split = (0 if args.index is None else args.index), (args.split or "test")
     args.method = args.method or "stbp"
     threat = _threat(args.threat, "--threat")
     timeout = validation.timeout(args.timeout, "--timeout")
@@ -267,9 +288,8 @@ def cmd_verify(args) -> int:
         if res.counterexample is None:
             print(f"no counterexample ({res.status}): nothing saved to {save}", file=sys.stderr)
         else:
-            counterexample.save(save, x, res.counterexample, y, threat, model=args.model, method=args.method,
-                                status=res.status, margin=res.margin_ub, data=str(data), split=args.split,
-                                index=args.index)
+            counterexample.save(save, x, res.counterexample, y, threat, net, model=args.model, method=args.method,
+                                status=res.status, data=str(data), split=args.split, index=args.index)
             print(f"counterexample saved to {save}; draw it with: stverify render {save}", file=sys.stderr)
     return 0
 
@@ -316,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--counterexample", action="store_true", help="include the counterexample in --json output")
     v.add_argument("--save-counterexample", metavar="FILE.npz",
                    help="save x0, the counterexample, label, threat and the chosen frames / patch (see `stverify render`)")
-    v.set_defaults(func=cmd_verify)
+    v.set_defaults(func=cmd_verify, index=None, split=None)  # None: not given (refused with --vnnlib); 0 and test
 
     t = sub.add_parser("train", help="train a zoo model (standard or IBP-certified)",
                        description="Train a zoo model on its generated dataset and write NAME.pt and manifest.json.")

@@ -3,9 +3,12 @@
 ``save`` writes the arrays ``x0`` (the clean input, C x T x H x W), ``counterexample`` (x'),
 ``label``, ``threat`` (its spec), ``member`` (JSON text: the member of the threat set that holds
 x', i.e. the frames it changes, and for patches the placement ``t0, y, x, h, w``), ``frames`` (the
-member's frames as integers) and ``info`` (JSON text: model, method, margin, ...).  Nothing in it
-needs pickle: ``np.load(path)`` reads it.  ``render`` draws, for every frame shown, x0, x' and
-x' - x0 one above the other (channel ``channel``), the member's frames and patch outlined.
+member's frames as integers) and ``info`` (JSON text: model, method, ...; given the network, also
+``predicted``, the class the float64 reference gives x', and ``margin_float64`` / ``margin_float32``,
+logit_label - max_{j != label} logit_j at x' in the reference and the float32 model).  Nothing in
+it needs pickle: ``np.load(path)`` reads it.  ``render`` draws, for every frame shown, x0, x' and
+x' - x0 one above the other (channel ``channel``), the member's frames and patch outlined, under a
+title naming the label, the predicted class and the margins.
 """
 from __future__ import annotations
 
@@ -42,11 +45,17 @@ def member(threat: Threat, x0: np.ndarray, x1: np.ndarray) -> dict:
     return {"frames": list(range(x0.shape[1]))}
 
 
-def save(path, x0: np.ndarray, x1: np.ndarray, label: int, threat: Threat, **info) -> Path:
-    """Write the counterexample file described in the module docstring; returns its path."""
+def save(path, x0: np.ndarray, x1: np.ndarray, label: int, threat: Threat, net=None, **info) -> Path:
+    """Write the counterexample file described in the module docstring (the predicted class and the
+    margins when the network ``net`` is given); returns its path."""
+    from .replay import replay
+
     path = Path(path)
     x0, x1 = np.asarray(x0, dtype=np.float64), np.asarray(x1, dtype=np.float64)
     m = member(threat, x0, x1)
+    if net is not None:
+        rep = replay(net, x0, label, threat, x1)
+        info.update(predicted=int(net.predict(x1)), margin_float64=rep.margin64, margin_float32=rep.margin32)
     with open(path, "wb") as f:  # an open file: numpy appends nothing to the name
         np.savez_compressed(f, x0=x0, counterexample=x1, label=np.int64(label), threat=np.array(threat.spec()),
                             member=np.array(json.dumps(m)), frames=np.array(m["frames"], dtype=np.int64),
@@ -72,6 +81,32 @@ def load(path) -> dict:
     return out
 
 
+def title(d: dict) -> str:
+    """The picture's title: the threat, the label, the predicted class and the margins (as recorded)."""
+    info = d["info"]
+    text = f"{d['threat'].spec()}: label {d['label']}, "
+    text += f"predicted {info['predicted']}" if "predicted" in info else "predicted class not recorded"
+    margins = [f"{name} {info[key]:.4g}" for name, key in (("float64", "margin_float64"), ("float32", "margin_float32"))
+               if isinstance(info.get(key), float)]
+    if not margins and isinstance(info.get("margin"), float):  # a file saved without the network
+        margins = [f"{info['margin']:.4g}"]
+    return text + (f" (margin {', '.join(margins)})" if margins else "") + "\n* = frames of the chosen member"
+
+
+def _image_file(out) -> Path:
+    """``out`` checked before drawing: a writable file name with a format matplotlib can write."""
+    from matplotlib.figure import Figure
+
+    from .validation import output_file
+
+    out = output_file(out, "--out")
+    formats = Figure().canvas.get_supported_filetypes()
+    if out.suffix and out.suffix[1:].lower() not in formats:
+        raise InputError(f"--out {str(out)!r}: unknown image format {out.suffix!r}; expected one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
+    return out
+
+
 def render(path, out=None, channel: int = 0, frames=None) -> Path:
     """Draw the file at ``path`` (module docstring) into ``out`` (default: beside it, .png).
     ``frames``: which frames to show (default all, or the changed ones and their neighbours
@@ -83,6 +118,7 @@ def render(path, out=None, channel: int = 0, frames=None) -> Path:
     from matplotlib.patches import Rectangle
 
     d = load(path)
+    out = _image_file(Path(path).with_suffix(".png") if out is None else out)
     x0, x1, m = d["x0"], d["counterexample"], d["member"]
     if not 0 <= channel < x0.shape[0]:
         raise InputError(f"channel {channel} out of range: the input has {x0.shape[0]} channel(s)")
@@ -113,11 +149,7 @@ def render(path, out=None, channel: int = 0, frames=None) -> Path:
             if "y" in m and t in m["frames"]:
                 ax.add_patch(Rectangle((m["x"] - 0.5, m["y"] - 0.5), m["w"], m["h"], fill=False, edgecolor="orange", lw=1.2))
         fig.colorbar(im, ax=list(axes[r]), fraction=0.02, pad=0.01)
-    info = d["info"]
-    margin = info.get("margin")
-    fig.suptitle(f"{d['threat'].spec()}  label {d['label']}" + (f"  margin {margin:.4g}" if isinstance(margin, float) else "")
-                 + "  (* = frames of the chosen member)", fontsize=10)
-    out = Path(out) if out is not None else Path(path).with_suffix(".png")
+    fig.suptitle(title(d), fontsize=10)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -66,6 +67,26 @@ def format_eps(eps: float) -> str:
     return f"{eps:g}"
 
 
+def _checked_eps(eps, kind: str) -> float:
+    """eps as a float: a real number >= 0 (inf: the whole data domain), not a bool, not NaN."""
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real) or math.isnan(eps) or eps < 0:
+        raise ThreatError(f"{kind}: eps must be a number >= 0 (inf for the whole data domain), got {eps!r}")
+    return float(eps)
+
+
+def _checked_int(v, key: str, kind: str, lo: int = 0) -> int:
+    """v as an int >= lo: an integer (numpy's too), not a bool or a float."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < lo:
+        raise ThreatError(f"{kind}: {key} must be >= {lo} (an integer), got {v!r}")
+    return int(v)
+
+
+def _set(threat, **values) -> None:
+    """Store checked (normalised) field values on a frozen threat."""
+    for name, v in values.items():
+        object.__setattr__(threat, name, v)
+
+
 def _grid(shape) -> tuple[int, int, int]:
     if len(shape) != 4:
         raise ThreatError(f"threat sets apply to inputs C x T x H x W, got shape {tuple(shape)}")
@@ -78,6 +99,10 @@ class Threat:
 
     eps: float
     kind = "threat"
+
+    def __post_init__(self):
+        """Check the constructor's arguments (types and ranges; whether they fit an input is ``validate``'s job)."""
+        _set(self, eps=_checked_eps(self.eps, self.kind))
 
     # --- structure ---------------------------------------------------------------------
     @property
@@ -197,6 +222,12 @@ class Frames(Threat):
     frames: tuple[int, ...] = ()
     kind = "frames"
 
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.frames, (str, bytes)) or not isinstance(self.frames, (tuple, list, range, np.ndarray)):
+            raise ThreatError(f"frames: frames must be a sequence of frame indices, got {self.frames!r}")
+        _set(self, frames=tuple(_checked_int(f, "frames", self.kind) for f in self.frames))
+
     def validate(self, shape):
         super().validate(shape)
         t = _grid(shape)[0]
@@ -222,6 +253,10 @@ class Frames(Threat):
 class AnyFrames(Threat):
     k: int = 1
     kind = "anyframes"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _set(self, k=_checked_int(self.k, "k", self.kind, lo=1))
 
     @property
     def choose(self):
@@ -257,13 +292,23 @@ class Patch(Threat):
     w: int = 1
     kind = "patch"
 
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.t, (tuple, list)) or len(self.t) != 2:
+            raise ThreatError(f"patch: t must be a pair (first frame, last frame), got {self.t!r}")
+        a, b = (_checked_int(v, "t", self.kind) for v in self.t)
+        if b < a:
+            raise ThreatError(f"patch: t=({a}, {b}) is empty (expected first frame <= last frame)")
+        _set(self, t=(a, b), y=_checked_int(self.y, "y", self.kind), x=_checked_int(self.x, "x", self.kind),
+             h=_checked_int(self.h, "h", self.kind, lo=1), w=_checked_int(self.w, "w", self.kind, lo=1))
+
     def validate(self, shape):
         super().validate(shape)
         t, h, w = _grid(shape)
         a, b = self.t
         if not 0 <= a <= b < t:
             raise ThreatError(f"patch: frames {a}-{b} out of range: the input has T={t} frames (0..{t - 1})")
-        if self.h < 1 or self.w < 1 or self.y < 0 or self.x < 0 or self.y + self.h > h or self.x + self.w > w:
+        if self.y + self.h > h or self.x + self.w > w:
             raise ThreatError(f"patch: {self.h}x{self.w} at (y={self.y}, x={self.x}) lies outside the {h}x{w} frame")
 
     def regions(self, shape):
@@ -288,6 +333,14 @@ class AnyPatch(Threat):
     area: tuple[int, int, int, int, int, int] | None = None
     kind = "anypatch"
 
+    def __post_init__(self):
+        super().__post_init__()
+        _set(self, **{key: _checked_int(getattr(self, key), key, self.kind, lo=1) for key in ("len", "h", "w", "stride")})
+        if self.area is not None:
+            if not isinstance(self.area, (tuple, list)) or len(self.area) != 6:
+                raise ThreatError(f"anypatch: area must be (t0, t1, y0, y1, x0, x1), got {self.area!r}")
+            _set(self, area=tuple(_checked_int(v, "area", self.kind) for v in self.area))
+
     def validate(self, shape):
         super().validate(shape)
         t, h, w = _grid(shape)
@@ -295,8 +348,6 @@ class AnyPatch(Threat):
             raise ThreatError(f"anypatch: len must be in 1..T={t}, got len={self.len}")
         if not (1 <= self.h <= h and 1 <= self.w <= w):
             raise ThreatError(f"anypatch: a {self.h}x{self.w} patch does not fit the {h}x{w} frame")
-        if self.stride < 1:
-            raise ThreatError(f"anypatch: stride must be >= 1, got {self.stride}")
         if self.area is not None:
             t0, t1, y0, y1, x0, x1 = self.area
             if not (0 <= t0 and t0 + self.len <= t1 <= t and 0 <= y0 and y0 + self.h <= y1 <= h and 0 <= x0 and x0 + self.w <= x1 <= w):
@@ -550,8 +601,6 @@ def parse_threat(text: str) -> Threat:
     if kind == "frames":
         return Frames(eps, _parse_frames(kv["frames"], kind))
     if kind == "anyframes":
-        if ints["k"] < 1:
-            raise ThreatError(f"anyframes: k must be >= 1, found {ints['k']}")
         return AnyFrames(eps, ints["k"])
     if kind == "patch":
         fr = _parse_frames(kv["t"], kind)

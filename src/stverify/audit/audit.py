@@ -28,7 +28,6 @@ the same exact answers.
 """
 from __future__ import annotations
 
-import json
 import math
 import socket
 import time
@@ -44,15 +43,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..bench.config import ModelSpec, data_path, expand, load_config
 from ..bench.store import Store
 from ..data import load_sample
+from .. import validation
 from ..errors import InputError
 from ..interchange import manifest as mf
 from ..network.layers import NONLINEAR
 from ..threats import DEFAULT_DOMAIN, format_eps, parse_threat
-from ..verify import verify
-from .claims import Key, load_external, own_claim
-from .exact_bounds import exact_layer_bounds
-
-SOURCES_FILE = "sources.json"
+from ..verify import check_call, verify
+from .claims import Key, check_own_method, load_external, own_claim
+from .exact_bounds import SOURCES as BOUND_SOURCES, exact_layer_bounds
+from .report import write_report
+from .sources import DEFAULT_TOL, write_sources
 
 
 @dataclass
@@ -65,10 +65,27 @@ class AuditOptions:
     bounds: str = "stbp"
     progressive: bool = True
     bounds_timeout: float = 300.0
-    tol: float = 1e-6
+    tol: float = DEFAULT_TOL
     bounds_files: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     manifest: str | None = None
+
+    def check(self, insts: list, nets: dict, timeout: float, workers) -> None:
+        """Refuse a bad option before anything is written: the audited methods, the neurons and layers of
+        every model, the exact method and its options on every instance, the big-M source, the limits."""
+        validation.integer(workers, "workers", lo=1)
+        validation.timeout(self.bounds_timeout, "[audit] bounds_timeout")
+        validation.number(self.tol, "[audit] tol", lo=0.0)
+        validation.integer(self.seed, "[audit] seed", lo=0)
+        if self.bounds not in BOUND_SOURCES:
+            raise InputError(f"[audit] bounds: expected one of {', '.join(BOUND_SOURCES)}, got {self.bounds!r}")
+        for inst in insts:
+            net = nets[inst.key.model]
+            for m in inst.methods:
+                check_own_method(m.label, m.method)
+            self.neurons_for(inst.key.model)
+            audited_layers(net, self.layers)
+            check_call(net, inst.x, inst.label, inst.key.threat, self.exact, timeout, DEFAULT_DOMAIN, self.exact_options)
 
     def neurons_for(self, model: str):
         n = self.neurons.get(model, "all") if isinstance(self.neurons, dict) else self.neurons
@@ -233,8 +250,6 @@ def audit(config=None, out=None, *, bounds_files: dict | None = None, results: d
 
     ``bounds_files`` / ``results`` ({tool: path}) and ``manifest`` add to (and override) the
     config's ``[audit]`` table; without a config the instances are the manifest's."""
-    from .report import write_report
-
     if out is None:
         raise InputError("audit: give an output directory (out=)")
     console = console or Console(stderr=True, soft_wrap=True)
@@ -255,12 +270,12 @@ def audit(config=None, out=None, *, bounds_files: dict | None = None, results: d
     if not resume and (Path(out) / "results.jsonl").exists():
         raise InputError(f"{out} already holds audit results; pass --resume to continue that audit (or to audit more "
                          "claims against its exact answers), or choose another --out")
-    extra = external_layers(opts, insts, nets)  # before anything is written
+    opts.check(insts, nets, timeout, workers)  # before anything is written
+    extra = external_layers(opts, insts, nets)
     store = Store(out, resume)
     if config is not None:  # kept by name: several configs may add instances to one audit
         (Path(out) / Path(config).name).write_text(Path(config).read_text())
-    (Path(out) / SOURCES_FILE).write_text(json.dumps({"bounds_files": opts.bounds_files, "results": opts.results,
-                                                      "manifest": opts.manifest, "tol": opts.tol}, indent=1) + "\n")
+    write_sources(out, opts.bounds_files, opts.results, opts.manifest, opts.tol)
     todo = [i for i in insts if "|".join(map(str, (*i.key, "audit"))) not in store.keys]
     console.print(f"{len(insts)} instances ({len(insts) - len(todo)} already done), claims of "
                   f"{', '.join(dict.fromkeys([m.label for m in (insts[0].methods if insts else ())] + list(opts.bounds_files) + list(opts.results))) or 'none'}; "

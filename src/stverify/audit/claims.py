@@ -78,11 +78,15 @@ class Claim:
     time_s: float | None = None
 
 
-def own_claim(label: str, method: str, options: dict, net, x, y: int, threat, domain) -> Claim:
-    """The per-layer bounds and the verdict of one of stverify's incomplete methods."""
+def check_own_method(label: str, method: str) -> None:
     if method not in OWN_METHODS:
         raise InputError(f"method {label!r}: an audit checks the bound methods {', '.join(OWN_METHODS)}, "
                          f"not {method!r}")
+
+
+def own_claim(label: str, method: str, options: dict, net, x, y: int, threat, domain) -> Claim:
+    """The per-layer bounds and the verdict of one of stverify's incomplete methods."""
+    check_own_method(label, method)
     relaxation, concretize = OWN_METHODS[method]
     cert = certify(net, x, y, threat, relaxation or options.get("relaxation", "crown"), concretize, domain)
     bounds = {i: (lo.reshape(-1), hi.reshape(-1)) for i, (lo, hi) in enumerate(cert.bounds)}
@@ -188,7 +192,9 @@ def write_bounds_file(path, entries: list[dict], onnx: str | None = None) -> Pat
 
 def onnx_layer_map(onnx_path, net) -> dict[str, list[int]]:
     """ONNX node and tensor names -> the indices of the layer inputs of ``net`` that the node's output
-    equals (value matching on a probe input, module docstring)."""
+    equals (value matching on a probe input, module docstring).  The probe enters the ONNX model in
+    the shape of its input, in the same flat order: a ``--rewrite`` of the model (Conv2d or Gemm form,
+    input 1 x (C*T) x H x W or 1 x C*T*H*W) reads the same values as the Conv3d model."""
     import onnx
     from onnx.reference import ReferenceEvaluator
 
@@ -202,7 +208,11 @@ def onnx_layer_map(onnx_path, net) -> dict[str, list[int]]:
     acts = [a.reshape(-1) for a in net.activations(probe)]
     nodes = [(n.name, o) for n in model.graph.node for o in n.output]
     elem = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
-    values = ReferenceEvaluator(model).run([o for _, o in nodes], {inp.name: probe[None].astype(elem)})
+    dims = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]  # a symbolic (batch) dimension: 1
+    if int(np.prod(dims)) != probe.size:
+        raise InputError(f"{onnx_path}: the input {inp.name!r} has shape {dims} ({int(np.prod(dims))} values), but the "
+                         f"network's input {'x'.join(map(str, net.input_shape))} has {probe.size}: not this model")
+    values = ReferenceEvaluator(model).run([o for _, o in nodes], {inp.name: probe.reshape(dims).astype(elem)})
     out: dict[str, list[int]] = {}
     for (node, tensor), v in zip(nodes, values):
         v = np.asarray(v, dtype=np.float64).reshape(-1)

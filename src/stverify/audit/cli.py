@@ -22,6 +22,10 @@ def cmd_audit(args) -> int:
 
     console = Console(stderr=True, soft_wrap=True)
     if args.report_only:
+        if given := [flag for flag, v in (("a config", args.config), ("--bounds", args.bounds), ("--results", args.results),
+                                          ("--manifest", args.manifest)) if v]:
+            raise InputError(f"--report-only rewrites the report from the claims OUT/sources.json names; {', '.join(given)} "
+                             "would be ignored (audit more claims with --resume)")
         found = write_report(args.out)
     else:
         try:

@@ -10,14 +10,16 @@ Bound claims, per neuron n of an audited layer input (exact min in [lo, lo_att],
     interval: max(0, lo - claimed lower), max(0, claimed upper - hi) (the interval [lo, lo_att] is
     at most 2 solver margins wide); **tight** when the gap is within tol.
 Unstable ReLU inputs: claimed lower < 0 < claimed upper, against exactly unstable (lo_att < 0 < hi_att).
-Verdicts: a claimed ``verified`` where the exact method found a counterexample is unsound; so is a
-``falsified`` whose witness does not replay (``replay.replay``: inside the set, misclassified in
-float64 and float32), or, without a witness, where the exact method proved ``verified``.
+Verdicts: a claimed ``verified`` where the exact method found a counterexample is unsound; so is another
+tool's ``falsified`` whose witness is wrong (``interchange.witness``: outside the set, or not
+misclassified beyond the boundary tolerance), or whose boundary witness the exact answer rules out
+(a proven margin above it), or, without a witness, where the exact method proved ``verified``.  A
+boundary witness (within ``tolerances.WITNESS_TOL_REL`` of the decision boundary in float64 and
+float32) is reported in the notes and in verdicts.csv (``witness``), not as unsound.
 """
 from __future__ import annotations
 
 import csv
-import json
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -29,11 +31,11 @@ from ..bench.report import _md
 from ..bench.store import read_results
 from ..data import load_sample
 from ..errors import InputError
-from ..replay import replay
+from ..interchange.witness import check_witness
 from ..result import STATUSES
 from ..threats import KINDS, parse_eps, parse_threat
-from .audit import SOURCES_FILE
 from .claims import Key, load_external
+from .sources import read_sources
 
 EXACT_CLASSES = ("verified", "falsified", "undecided")
 UNSOUND_FIELDS = ("model", "split", "index", "threat", "source", "what", "layer", "neuron", "claimed", "exact", "excess", "why")
@@ -56,8 +58,7 @@ class Context:
             if spec not in loaded:
                 loaded[spec] = spec.load()
             self.nets[key] = loaded[spec]
-        path = self.out / SOURCES_FILE
-        self.sources = json.loads(path.read_text()) if path.exists() else {"bounds_files": {}, "results": {}, "manifest": None, "tol": 1e-6}
+        self.sources = read_sources(self.out)
         self.tol = float(self.sources.get("tol", 1e-6))
         self.external, self.notes = load_external(self.sources, self.nets, {k: s.file for k, s in self.specs.items()})
 
@@ -106,20 +107,24 @@ def compare_bounds(lo_c, hi_c, ex: dict, tol: float) -> dict:
             "lo": la, "hi": ha, "lo_c": lo_c, "hi_c": hi_c}
 
 
-def check_verdict(r: dict, c: dict, ctx: Context, net) -> str:
-    """'' if the verdict claim ``c`` is consistent with the exact answer, else why it is unsound."""
-    exact = r["verdict"]["status"]
-    if c["verdict"] == "verified" and exact == "falsified":
-        return f"claims verified (unsat); {r['verdict']['method']} found a counterexample ({r.get('counterexample')})"
+def check_verdict(r: dict, c: dict, ctx: Context, net):
+    """('' if the verdict claim ``c`` is consistent with the exact answer, else why it is unsound;
+    the check of its witness, ``interchange.witness.WitnessCheck``, or None)."""
+    exact = r["verdict"]
+    if c["verdict"] == "verified" and exact["status"] == "falsified":
+        return f"claims verified (unsat); {exact['method']} found a counterexample ({r.get('counterexample')})", None
     if c["verdict"] != "falsified" or c["kind"] == "ours":
-        return ""
+        return "", None
     if c["witness"] is None:
-        return "claims falsified (sat) without a witness, but the exact method proved verified" if exact == "verified" else ""
-    w = np.asarray(c["witness"])
-    if w.shape != net.input_shape:
-        return f"claims falsified (sat); the witness has {w.size} values, the input {int(np.prod(net.input_shape))}"
-    rep = replay(net, ctx.x0(r), r["label"], parse_threat(r["threat"]), w)
-    return "" if rep.ok else f"claims falsified (sat); the witness {rep.reason}"
+        return ("claims falsified (sat) without a witness, but the exact method proved verified"
+                if exact["status"] == "verified" else ""), None
+    chk = check_witness(net, ctx.x0(r), r["label"], parse_threat(r["threat"]), c["witness"])
+    if chk.kind == "wrong":
+        return f"claims falsified (sat); the witness: {chk.why}", chk
+    if exact["status"] == "verified" and chk.contradicts(exact["margin_lb"]):
+        return (f"claims falsified (sat) with {chk.why}, but {exact['method']} proved every margin >= "
+                f"{exact['margin_lb']:.3g}"), chk
+    return "", chk
 
 
 def analyse(records: list[dict], ctx: Context) -> dict:
@@ -130,9 +135,14 @@ def analyse(records: list[dict], ctx: Context) -> dict:
         where = {k: r[k] for k in ("model", "split", "index", "threat")}
         for source, c in claims_of(r, ctx).items():
             if c["verdict"] is not None:
-                why = check_verdict(r, c, ctx, net)
+                why, chk = check_verdict(r, c, ctx, net)
+                if chk is not None and chk.kind == "boundary" and not why:
+                    ctx.note(f"{source}: {r['model']} {r['split']}#{r['index']} {r['threat']}: sat with {chk.why}; "
+                             "not counted as unsound")
                 verdicts.append({**where, "kind": r["kind"], "eps": r["eps"], "source": source, "claimed": c["verdict"],
-                                 "exact": r["verdict"]["status"], "unsound": bool(why), "why": why, "time_s": c["time_s"]})
+                                 "exact": r["verdict"]["status"], "unsound": bool(why), "why": why,
+                                 "witness": "" if chk is None else chk.kind,
+                                 "time_s": c["time_s"]})
                 if why:
                     unsound.append({**where, "source": source, "what": "verdict", "layer": "", "neuron": "",
                                     "claimed": c["verdict"], "exact": r["verdict"]["status"], "excess": "", "why": why})

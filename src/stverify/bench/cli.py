@@ -30,6 +30,10 @@ def cmd_report(args) -> int:
                       f"(manifest {src['manifest']}; {src['unmatched']} rows match no exported file)", highlight=False)
     console.print(f"{found['records']} results, {found['instances']} instances -> {args.dir}/report.md, summary.csv, "
                   f"methods.csv, figures/ ({', '.join(p.name for p in found['figures'])})")
+    for w in found["boundary"]:
+        console.print(f"[yellow]boundary witness (not a violation): {w['method']} on {w['model']} {w['split']}#{w['index']} "
+                      f"{w['threat']}: float64 margin {w['margin_float64']:.3g}, float32 {w['margin_float32']:.3g}, "
+                      f"tolerance {w['tol']:.2g}[/]", highlight=False)
     bad = found["violations"]
     if bad:
         console.print(f"[bold white on red] SOUNDNESS VIOLATIONS: {len(bad)} [/]")

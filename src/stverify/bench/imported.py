@@ -6,8 +6,9 @@ run_time[, witness file]) names VNN-LIB files; the manifest of the export that w
 (``interchange.manifest``: ``--manifest PATH``, else the ``manifest.json`` beside the CSV) says
 which stverify instance (model, split, index, threat) each file states.  Each instance becomes one
 record with the tool's name as its method: ``sat`` -> falsified, its counterexample the ``X``
-values of the witness file (the report replays it), ``unsat`` -> verified, ``timeout``, ``unknown``,
-``error`` as they are; ``time_s`` is the run time.  Files written with ``--split-members`` state
+values of the witness file (the report checks it, ``interchange.witness``: one on the decision
+boundary is listed as a boundary witness, not a violation), ``unsat`` -> verified, ``timeout``,
+``unknown``, ``error`` as they are; ``time_s`` is the run time.  Files written with ``--split-members`` state
 one member box each; the rows of one union instance combine into one record: falsified if some
 member is ``sat``, verified if every member is ``unsat``, else timeout, unknown or error (in that
 order), the time summed.  An imported tool counts as incomplete: its ``verified`` is a claim

@@ -6,8 +6,10 @@ one result for it.  Other tools' VNN-COMP results join as further methods (``imp
 ``stverify report DIR --import NAME=results.csv``).  Soundness violation: an instance with a
 ``falsified`` result (an imported ``sat``) whose counterexample (witness) is missing, lies outside
 the threat set or does not replay (``replay.replay``), or with both a ``verified`` and a
-``falsified`` result.  Completeness gap: instances that every STBP variant left undecided and a
-complete method decided.
+``falsified`` result.  An imported witness on the decision boundary (``interchange.witness``: both
+margins within ``tolerances.WITNESS_TOL_REL``) is a *boundary witness*, listed apart, not a
+violation, unless a ``verified`` result's margin_lb rules it out.  Completeness gap: instances that
+every STBP variant left undecided and a complete method decided.
 """
 from __future__ import annotations
 
@@ -22,10 +24,9 @@ import numpy as np
 from ..data import load_sample
 from ..errors import InputError
 from ..interchange.vnncomp import read_result
-from ..replay import replay
+from ..interchange.witness import WitnessCheck, check_witness
 from ..result import STATUSES
 from ..threats import KINDS, parse_eps, parse_threat
-from ..tolerances import MEMBERSHIP_TOL
 from ..verify import COMPLETE as VERIFY_COMPLETE
 from .config import ModelSpec, data_path, load_config
 from .imported import import_results, is_imported
@@ -34,6 +35,7 @@ from .store import instance_key, read_results
 COMPLETE = VERIFY_COMPLETE | {"all"}  # verify() methods that decide every instance, given time ("all": their cross-check)
 STBP = frozenset({"stbp"})
 VIOLATION_FIELDS = ("model", "split", "index", "threat", "why")
+BOUNDARY_FIELDS = ("model", "split", "index", "threat", "method", "margin_float64", "margin_float32", "tol")
 
 
 def is_complete(r: dict) -> bool:
@@ -95,35 +97,39 @@ class Replayer:
         path = self.out / r["counterexample"]
         return (np.load(path), "") if path.exists() else (None, f"{path} is missing")
 
-    def __call__(self, r: dict) -> str:
-        """'' when the counterexample of result r lies in the threat set and replays, else why not."""
+    def __call__(self, r: dict) -> WitnessCheck:
+        """The check of the counterexample of result r (``interchange.witness``); stverify's own must replay."""
         p, why = self.point(r)
         if p is None:
-            return why
+            return WitnessCheck("wrong", why)
         spec = ModelSpec(r["model"], r.get("model_file"), r.get("arch"))
         if spec not in self.nets:
             self.nets[spec] = spec.load()
         x, _ = load_sample(data_path(r["data"]), r["split"], r["index"])
-        if p.size != x.size:
-            return f"the counterexample has {p.size} values, the input {x.size}"
-        p, threat = p.reshape(x.shape), parse_threat(r["threat"])
-        if not threat.contains(x, p, tol=MEMBERSHIP_TOL):
-            return "the counterexample lies outside the threat set"
-        rep = replay(self.nets[spec], x, r["label"], threat, p)
-        return "" if rep.ok else rep.reason
+        chk = check_witness(self.nets[spec], x, r["label"], parse_threat(r["threat"]), p)
+        return chk if chk.kind != "boundary" or is_imported(r) else WitnessCheck("wrong", f"it does not replay: {chk.why}")
 
 
-def violations(insts: list[Instance], replayer) -> list[dict]:
-    out = []
+def violations(insts: list[Instance], replayer) -> tuple[list[dict], list[dict]]:
+    """(soundness violations, boundary witnesses) of the instances (module docstring)."""
+    out, boundary = [], []
     for inst in insts:
         fal, ver = inst.said("falsified"), inst.said("verified")
-        why = [f"{m}: falsified, but {reason}" for m in fal if (reason := replayer(inst.results[m]))]
-        if ver and fal:
-            proof = " (a counterexample replays: the verified claims are wrong)" if len(why) < len(fal) else ""
-            why.append(f"{', '.join(ver)} say verified, {', '.join(fal)} say falsified{proof}")
+        checks = {m: replayer(inst.results[m]) for m in fal}
+        why = [f"{m}: falsified, but {c.why}" for m, c in checks.items() if c.kind == "wrong"]
+        strict = [m for m in fal if checks[m].kind != "boundary"]
+        if ver and strict:
+            proof = " (a counterexample replays: the verified claims are wrong)" if any(
+                checks[m].kind == "counterexample" for m in strict) else ""
+            why.append(f"{', '.join(ver)} say verified, {', '.join(strict)} say falsified{proof}")
+        for m, c in checks.items():
+            if c.kind == "boundary":
+                boundary.append(dict(zip(BOUNDARY_FIELDS, (*inst.key, m, c.margin64, c.margin32, c.tol))))
+                why += [f"{v} says verified with margin_lb {inst.results[v]['margin_lb']:.3g}, but {m}: {c.why}"
+                        for v in ver if c.contradicts(inst.results[v]["margin_lb"])]
         if why:
             out.append(dict(zip(VIOLATION_FIELDS, (*inst.key, "; ".join(why)))))
-    return out
+    return out, boundary
 
 
 def method_stats(label: str, rs: list[dict]) -> dict:
@@ -179,7 +185,7 @@ def _md(rows: list[dict], cols: dict) -> str:
                      ["| " + " | ".join(str(cell(r, f)) for f in cols.values()) + " |" for r in rows])
 
 
-def markdown(records: list[dict], summary: list[dict], methods: list[dict], bad: list[dict], sources=()) -> str:
+def markdown(records: list[dict], summary: list[dict], methods: list[dict], bad: list[dict], sources=(), boundary=()) -> str:
     labels = list(dict.fromkeys(r["method"] for r in records))
     star = {r["method"]: " *" if is_complete(r) else " †" if is_imported(r) else "" for r in records}
     where = {"model": "model", "threat": lambda r: f"`{r['threat']}`", "n": "n"}
@@ -198,7 +204,13 @@ def markdown(records: list[dict], summary: list[dict], methods: list[dict], bad:
                  "no number below can be trusted until this is explained.\n\n" + _md(bad, {k: k for k in VIOLATION_FIELDS}))
     else:
         sound = ("## Soundness\n\n0 violations: no instance has both a verified and a falsified result, and every "
-                 "counterexample replays on the float64 reference and the float32 model.")
+                 "counterexample replays on the float64 reference and the float32 model"
+                 + (" or is a boundary witness (below)." if boundary else "."))
+    if boundary:
+        sound += (f"\n\n{len(boundary)} boundary witness(es): imported sat witnesses within tol (stverify.tolerances."
+                  "WITNESS_TOL_REL x max(1, |logits|)) of the decision boundary in float64 and float32, where VNN-LIB's "
+                  "tie counts as unsafe; no proven margin rules them out, so they are not violations "
+                  "(`boundary.csv`).\n\n" + _md(list(boundary), {k: k for k in BOUNDARY_FIELDS}))
     ran = [r for r in records if not is_imported(r)]
     when = ""
     if ran:
@@ -274,13 +286,14 @@ def write_report(out, imports=(), manifest=None) -> dict:
         rank = {m.label: i for i, m in enumerate(load_config(out / "config.toml").methods)}
         records.sort(key=lambda r: rank.get(r["method"], len(rank)))
     insts = instances(records)
-    bad = violations(insts, Replayer(out))
+    bad, boundary = violations(insts, Replayer(out))
     summary, methods = tables(insts, bad)
     _write_csv(out / "summary.csv", summary)
     _write_csv(out / "methods.csv", methods)
     _write_csv(out / "violations.csv", bad, VIOLATION_FIELDS)
+    _write_csv(out / "boundary.csv", boundary, BOUNDARY_FIELDS)
     figures = write_figures(records, summary, out / "figures")
-    (out / "report.md").write_text(markdown(records, summary, methods, bad, sources) + "\n## Figures\n\n" +
+    (out / "report.md").write_text(markdown(records, summary, methods, bad, sources, boundary) + "\n## Figures\n\n" +
                                    "\n".join(f"![{p.stem}](figures/{p.name})" for p in figures) + "\n")
-    return {"records": len(records), "instances": len(insts), "violations": bad, "summary": summary, "figures": figures,
-            "imports": sources}
+    return {"records": len(records), "instances": len(insts), "violations": bad, "boundary": boundary,
+            "summary": summary, "figures": figures, "imports": sources}

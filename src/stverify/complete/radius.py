@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import tolerances, validation
 from ..encodings.backends import solve
+from ..errors import InputError
 from ..encodings.milp import LinExpr, encode
 from ..stbp_hybrid.certify import certify
 from ..threats import DEFAULT_DOMAIN, Threat
@@ -168,7 +169,9 @@ def max_safe_radius(net, x, y: int, threat: Threat | str, tol: float = 1e-4, eps
                     domain=DEFAULT_DOMAIN) -> RadiusResult:
     """The maximum safe radius of ``threat``'s kind (its eps is ignored) to ``tol`` (module docstring)."""
     if complete not in COMPLETE:
-        raise ValueError(f"complete must be one of {', '.join(COMPLETE)}, got {complete!r}")
+        raise InputError(f"complete must be one of {', '.join(COMPLETE)}, got {complete!r}")
+    tol = validation.number(tol, "tol", positive=True)  # tol = 0 would bisect until the timeout
+    eps_max = validation.number(eps_max, "eps_max", positive=True)
     x, y, threat, timeout, domain = validation.instance(net, x, y, threat, timeout, domain)
     if complete == "auto":
         complete = "eps-milp" if threat.n_members(x.shape) <= EPS_MILP_MAX_MEMBERS else "bab"

@@ -67,6 +67,8 @@ def cmd_radius(args) -> int:
     from .export import model_spec
 
     timeout = validation.timeout(args.timeout, "--timeout")
+    validation.number(args.tol, "--tol", positive=True)
+    validation.number(args.eps_max, "--eps-max", positive=True)
     save = None if args.save_counterexample is None else validation.output_file(args.save_counterexample,
                                                                                   "--save-counterexample")
     spec = model_spec(args.model, args.arch, args.data)
@@ -83,9 +85,9 @@ def cmd_radius(args) -> int:
     family = threat.spec().replace(f"eps={format_eps(threat.eps)}", "eps=*")
     info = None if res.counterexample is None else describe_counterexample(net, x, y, threat, res.upper, res.counterexample)
     if save is not None and res.counterexample is not None:
-        counterexample.save(save, x, res.counterexample, y, threat.with_eps(res.upper), model=spec.name,
-                            method=f"radius ({args.complete})", margin=info["margin_float64"], data=str(spec.dataset()),
-                            split=args.split, index=args.index)
+        counterexample.save(save, x, res.counterexample, y, threat.with_eps(res.upper), net, model=spec.name,
+                            method=f"radius ({args.complete})", data=str(spec.dataset()), split=args.split,
+                            index=args.index)
         _console().print(f"counterexample saved to {save}; draw it with: stverify render {save}")
     elif save is not None:
         _console().print(f"no counterexample up to eps_max: nothing saved to {save}")
@@ -121,10 +123,14 @@ def cmd_radius(args) -> int:
 
 
 def register(sub) -> None:
+    from .manifest import TOOLS_NOTE
+
     e = sub.add_parser("export", help="write stverify instances as a VNN-COMP benchmark (ONNX, VNN-LIB, instances.csv)",
                        description="Write OUT/onnx/*.onnx, OUT/vnnlib/*.vnnlib (one per instance; a union threat is one "
-                                   "disjunctive file), OUT/instances.csv (onnx,vnnlib,timeout) and OUT/manifest.json (the "
-                                   "stverify instance behind every file), from --model/--index/--threat or a bench config.")
+                                   "disjunctive file), OUT/instances.csv (onnx,vnnlib,timeout), OUT/manifest.json (the "
+                                   "stverify instance behind every file) and OUT/README.md, from --model/--index/--threat or "
+                                   "a bench config. OUT must be new or empty; it is written whole or not at all.",
+                       epilog="Which tools: " + TOOLS_NOTE)
     e.add_argument("config", nargs="?", help="a bench TOML config: export its instances (its methods aside)")
     e.add_argument("--out", required=True, help="output folder")
     add_instance_arguments(e, model_required=False, many=True,
@@ -134,9 +140,11 @@ def register(sub) -> None:
     e.add_argument("--timeout", type=float, help=f"seconds per instance in instances.csv (default: the config's, "
                                                  f"else {DEFAULT_TIMEOUT:g})")
     e.add_argument("--rewrite", choices=("conv2d", "gemm"), help="also write an equivalent ONNX without Conv3d "
-                   "(Conv2d over channel x frame planes, or dense Gemm layers) and list it in instances.csv")
+                   "(Conv2d over channel x frame planes, or dense Gemm layers) and list it in instances.csv; manifest.json "
+                   "records its native model, which stverify verifies in its place")
     e.add_argument("--split-members", action="store_true", help="one VNN-LIB file per member box of a union threat "
-                   "instead of one disjunctive file")
+                   "instead of one disjunctive file: use it for Marabou, far slower on the disjunctive files (alpha-beta-CROWN "
+                   "prefers them)")
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("radius", help="maximum safe eps of one instance for a threat kind",

@@ -7,16 +7,28 @@
                                     box instead (<instance>_m<k>.vnnlib), stated as a frames / patch threat
     DIR/instances.csv               onnx,vnnlib,timeout: the rows other tools run (the rewrite's ONNX
                                     when ``--rewrite`` is given, else the Conv3d model)
-    DIR/manifest.json               the stverify instance behind every file (``manifest``)
+    DIR/manifest.json               the stverify instance behind every file, and the native model of
+                                    every rewrite (``manifest``)
+    DIR/README.md                   what the files are, and which tools can run them as written
 
 Every ONNX file is run with onnxruntime before the export finishes: the Conv3d model against the
 float64 reference on the instances' inputs and points sampled from their threat sets, and a rewrite
 against the Conv3d model on the same points; the largest differences are reported.
+
+The folder is written whole or not at all: into a temporary folder beside DIR, moved to DIR at the
+end (DIR must not exist, or be empty); on a refusal or an error nothing is left behind.
+
+Disjunctive files and tools (``manifest.TOOLS_NOTE``, also in the README and the manifest): alpha-beta-CROWN
+reads a union's one disjunctive file and prefers it; Marabou is far slower on them than on their
+member files (7-10x on tiny_std; timeouts on larger models where the member files took 1.7-6.2 s
+each), so export for Marabou with ``--split-members``.
 """
 from __future__ import annotations
 
 import itertools
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +43,7 @@ from ..network import Network
 from ..threats import AnyFrames, AnyPatch, Frames, Patch, Threat, parse_threat
 from ..zoo import ARCHITECTURES
 from . import vnncomp
-from .manifest import ExportedInstance, write_manifest
+from .manifest import TOOLS_NOTE, ExportedInstance, Rewrite, sha256, write_manifest
 from .onnx_writer import float32_rounding, network_to_onnx, run_onnx
 from .rewrite import rewrite as rewrite_network
 from .vnnlib import write_vnnlib
@@ -125,8 +137,9 @@ def check_points(items: list[Item], rng: np.random.Generator) -> np.ndarray:
 
 
 def write_models(name: str, net: Network, rewritten: onnx.ModelProto | None, rewrite: str | None, points: np.ndarray,
-                 folder: Path, log) -> Path:
-    """Write the model (and its ``rewrite``), check them with onnxruntime; the file instances.csv lists."""
+                 folder: Path, log) -> tuple[Path, Path]:
+    """Write the model (and its ``rewrite``), check them with onnxruntime; (the model's file, the file
+    instances.csv lists: the rewrite's, if any)."""
     model = network_to_onnx(net)
     path = folder / f"{slug(name)}.onnx"
     onnx.save(model, path)
@@ -137,7 +150,7 @@ def write_models(name: str, net: Network, rewritten: onnx.ModelProto | None, rew
         + f"; onnxruntime vs the float64 reference on {len(points)} inputs: max abs diff "
           f"{np.max(np.abs(logits - net.forward(points))):.2g} (logits up to {np.max(np.abs(logits)):.3g})")
     if rewritten is None:
-        return path
+        return path, path
     rpath = folder / f"{slug(name)}.{rewrite}.onnx"
     diff = float(np.max(np.abs(run_onnx(rewritten, points) - logits)))
     shape = "x".join(str(d.dim_value) for d in rewritten.graph.input[0].type.tensor_type.shape.dim)
@@ -148,7 +161,40 @@ def write_models(name: str, net: Network, rewritten: onnx.ModelProto | None, rew
         raise RuntimeError(f"the {rewrite} rewrite of {name} differs from the Conv3d model by {diff:.3g}: a bug; "
                            "the rewrite was not written")
     onnx.save(rewritten, rpath)
-    return rpath
+    return path, rpath
+
+
+def readme(exported: list[ExportedInstance], rewrites: list[Rewrite], split_members: bool) -> str:
+    """DIR/README.md: the layout, the rewrites, and which tools can run the files as written."""
+    unions = sum(e.member is None and parse_threat(e.threat).kind in ("anyframes", "anypatch") for e in exported)
+    lines = ["# stverify export", "",
+             f"{len(exported)} VNN-COMP instance(s): `instances.csv` (onnx,vnnlib,timeout), `onnx/`, `vnnlib/`; "
+             "`manifest.json` names the stverify instance (model, input, label, threat) behind every VNN-LIB file.", "",
+             "## Disjunctive files and tools", "", TOOLS_NOTE, "",
+             f"This export: {'one file per member box (--split-members)' if split_members else f'{unions} disjunctive file(s)'}."]
+    if rewrites:
+        lines += ["", "## Rewrites", "", "instances.csv names models without Conv3d; each computes its native model "
+                  "exactly (the same weights, inputs in the same flat order, checked with onnxruntime at export):", ""]
+        lines += [f"* `{r.onnx}`: the {r.kind} rewrite of `{r.native}`" for r in rewrites]
+        lines += ["", "stverify reads the native model in their place (`stverify verify --model REWRITE.onnx --vnnlib P` "
+                  "finds it through manifest.json)."]
+    return "\n".join(lines) + "\n"
+
+
+def _check_new(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"--out {str(out)!r} already exists and is not an empty folder; an export is written whole "
+                         "into a new folder: remove it or choose another")
+
+
+def _partial_folder(out: Path) -> Path:
+    """A temporary folder on out's file system (in its nearest existing ancestor) to write the export into."""
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
+    tmp.chmod(0o755)  # mkdtemp's 0o700 would stay on the export
+    return tmp
 
 
 def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | None = None, split_members: bool = False,
@@ -159,6 +205,7 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
     if not timeout > 0:
         raise InputError(f"--timeout must be > 0, found {timeout}")
     out = Path(out)
+    _check_new(out)
     unique = list({it.key: it for it in items}.values())
     files = {}  # instance key -> the threats its files state (the members of a union with split_members)
     for it in unique:
@@ -169,12 +216,33 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
                              f"above the limit of {MAX_MEMBER_FILES} files per instance; export it as one disjunctive file")
     nets = {name: net for name, net in nets.items() if any(it.model == name for it in unique)}
     rewritten = {name: rewrite_network(net, rewrite) if rewrite else None for name, net in nets.items()}
-    (out / "onnx").mkdir(parents=True, exist_ok=True)
-    (out / "vnnlib").mkdir(exist_ok=True)
+    tmp = _partial_folder(out)
+    try:
+        exported, rewrites = _write(tmp, unique, files, nets, rewritten, rewrite, split_members, timeout, log)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()  # empty (``_check_new``)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"{len(exported)} VNN-LIB file(s) for {len(unique)} instance(s) in {out / 'vnnlib'}; {out / 'instances.csv'} "
+        f"(onnx,vnnlib,timeout {timeout:g} s); {out / 'manifest.json'}; {out / 'README.md'}")
+    return exported
+
+
+def _write(out: Path, unique: list[Item], files: dict, nets: dict, rewritten: dict, rewrite: str | None,
+           split_members: bool, timeout: float, log) -> tuple[list[ExportedInstance], list[Rewrite]]:
+    """Write the export's files into ``out``: (the manifest's instances, its rewrites)."""
+    (out / "onnx").mkdir()
+    (out / "vnnlib").mkdir()
     rng = np.random.default_rng(0)
-    run_files = {name: write_models(name, net, rewritten[name], rewrite,
-                                    check_points([it for it in unique if it.model == name], rng), out / "onnx", log)
-                 for name, net in nets.items()}
+    model_files = {name: write_models(name, net, rewritten[name], rewrite,
+                                      check_points([it for it in unique if it.model == name], rng), out / "onnx", log)
+                   for name, net in nets.items()}
+    rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
+    rewrites = [Rewrite(rel(run), rewrite, rel(native), sha256(run), sha256(native))
+                for native, run in model_files.values() if run != native]
     exported = []
     for it in unique:
         split = split_members and isinstance(parse_threat(it.threat), (AnyFrames, AnyPatch))  # files state members
@@ -182,11 +250,10 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
         for k, t in enumerate(files[it.key]):
             path = out / "vnnlib" / (f"{stem}_m{k}.vnnlib" if split else f"{stem}.vnnlib")
             write_vnnlib(path, t, it.x, it.label, nets[it.model].n_classes)
-            exported.append(ExportedInstance(run_files[it.model].relative_to(out).as_posix(), path.relative_to(out).as_posix(),
-                                             float(timeout), it.model, it.model_file, it.arch, it.data, it.split, it.index,
-                                             it.label, t.spec(), it.threat if split else None))
+            exported.append(ExportedInstance(rel(model_files[it.model][1]), rel(path), float(timeout), it.model,
+                                             it.model_file, it.arch, it.data, it.split, it.index, it.label, t.spec(),
+                                             it.threat if split else None))
     vnncomp.write_instances(out / "instances.csv", [vnncomp.Instance(out / e.onnx, out / e.vnnlib, e.timeout) for e in exported])
-    write_manifest(out, exported)
-    log(f"{len(exported)} VNN-LIB file(s) for {len(unique)} instance(s) in {out / 'vnnlib'}; {out / 'instances.csv'} "
-        f"(onnx,vnnlib,timeout {timeout:g} s); {out / 'manifest.json'}")
-    return exported
+    write_manifest(out, exported, rewrites, [TOOLS_NOTE])
+    (out / "README.md").write_text(readme(exported, rewrites, split_members))
+    return exported, rewrites

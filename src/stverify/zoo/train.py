@@ -5,8 +5,10 @@ holds, over the L-inf box ``[max(0, x - eps), min(1, x + eps)]``, the interval l
 logit ``y`` and the interval upper bounds of the other logits.  ``eps`` ramps linearly from 0
 and ``kappa`` from 1 to ``kappa_end`` over the same steps; afterwards both stay fixed.
 
-CLI:  stverify train NAME [--method ibp] [--eps 2/255] [--epochs N] [--out DIR]
+CLI:  stverify train NAME [--method ibp] [--eps 2/255] [--epochs N] [--threads N] [--out DIR]
       (or python -m stverify.zoo.train NAME ...)
+Torch uses ``--threads`` CPU threads, by default ``$OMP_NUM_THREADS`` when it is set, else 2; every
+epoch logs its loss, the time so far and the estimated time left.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +33,7 @@ from .architectures import ARCHITECTURES, build_torch, get_spec
 
 METHODS = ("standard", "ibp")
 N_CHECK = 100  # the manifest also records accuracies on the first N_CHECK test samples
+DEFAULT_THREADS = 2  # when neither --threads nor OMP_NUM_THREADS says
 
 
 # --- bounds --------------------------------------------------------------------------------
@@ -89,15 +93,26 @@ def _ramp(step: int, start: float, length: float) -> float:
     return min(max((step - start) / length, 0.0), 1.0)
 
 
+def default_threads() -> int:
+    """``$OMP_NUM_THREADS`` when set (a positive integer), else DEFAULT_THREADS."""
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not text:
+        return DEFAULT_THREADS
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"OMP_NUM_THREADS must be a positive integer (torch CPU threads), got {text!r}")
+    return int(text)
+
+
 def train(name: str, method: str | None = None, eps: float | None = None, epochs: int | None = None,
-          seed: int = 0, threads: int = 2, lr: float | None = None, batch_size: int | None = None,
+          seed: int = 0, threads: int | None = None, lr: float | None = None, batch_size: int | None = None,
           warmup: float | None = None, ramp: float | None = None, kappa_end: float | None = None,
           n_train: int | None = None, n_test: int | None = None, log=None) -> tuple[nn.Module, dict]:
     """Train zoo model ``name`` on its dataset's train split; return (model in eval mode, metrics).
 
     Unset arguments take the model's recipe (``ARCHITECTURES[name].train``).  For ``ibp`` the
     eps / kappa ramp starts after ``warmup`` and lasts ``ramp`` (fractions of all steps).
-    ``n_train`` / ``n_test`` restrict to the first samples of the splits (for quick checks).
+    ``n_train`` / ``n_test`` restrict to the first samples of the splits (for quick checks);
+    ``threads`` None: ``default_threads()``.
     Metrics: clean test accuracy and IBP-certified test accuracy at ``eps`` under L-inf.
     """
     spec = get_spec(name)
@@ -112,6 +127,7 @@ def train(name: str, method: str | None = None, eps: float | None = None, epochs
     warmup = float(recipe.get("warmup", 0.05) if warmup is None else warmup)
     ramp = float(recipe.get("ramp", 0.4) if ramp is None else ramp)
     kappa_end = float(recipe.get("kappa_end", 0.5) if kappa_end is None else kappa_end)
+    threads = default_threads() if threads is None else threads
     validation.number(eps, "eps", lo=0.0)
     validation.integer(epochs, "epochs", lo=1)
     validation.integer(batch_size, "batch size", lo=1)
@@ -135,6 +151,7 @@ def train(name: str, method: str | None = None, eps: float | None = None, epochs
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=lr * 0.05)
         order = torch.Generator().manual_seed(seed)
         t0, step = time.perf_counter(), 0
+        log(f"{name}: {method} training, {epochs} epoch(s) of {steps_per_epoch} step(s), {threads} thread(s)")
         model.train()
         for epoch in range(epochs):
             perm = torch.randperm(len(Xtr), generator=order)
@@ -155,7 +172,9 @@ def train(name: str, method: str | None = None, eps: float | None = None, epochs
                 sched.step()
                 step += 1
                 run_loss += float(loss.detach()) * len(idx)
-            log(f"{name} epoch {epoch + 1}/{epochs}: loss {run_loss / len(Xtr):.4f}  ({time.perf_counter() - t0:.1f} s)")
+            elapsed = time.perf_counter() - t0
+            left = elapsed / (epoch + 1) * (epochs - epoch - 1)
+            log(f"{name} epoch {epoch + 1}/{epochs}: loss {run_loss / len(Xtr):.4f}  ({elapsed:.1f} s, ETA {left:.0f} s)")
         train_time = time.perf_counter() - t0
         model.eval()
         test = evaluate(model, Xte, yte, eps)
@@ -217,7 +236,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--eps", type=_parse_eps, help="L-inf radius for IBP training and certification, e.g. 2/255")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the model's recipe)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and data order (default 0)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--threads", type=int, help=f"torch CPU threads (default: $OMP_NUM_THREADS if set, else {DEFAULT_THREADS})")
     p.add_argument("--lr", type=float, help="Adam learning rate (cosine-annealed)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--warmup", type=float, help="IBP: fraction of steps of clean training before the ramp")

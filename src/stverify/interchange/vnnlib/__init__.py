@@ -10,7 +10,7 @@ Read (``parse_vnnlib``):
     ``set-option``, ``check-sat``, ``get-model`` and ``exit`` are ignored; comments ``;`` to end of line.
   * Atoms ``(<= a b)``, ``(>= a b)``, ``(< a b)``, ``(> a b)``, ``(= a b)`` (chains ``(<= a b c)`` too)
     between linear terms: numbers, ``X_i`` / ``Y_j``, ``(+ ...)``, ``(- ...)``, ``(* c t)``, ``(/ t c)``
-    with constant c, on both sides; joined by ``and`` / ``or`` at any depth.
+    with constant c, on both sides; joined by ``and`` / ``or``, nested at most ``MAX_NESTING`` (200) deep.
   * An assert mentions only X (input), only Y (output), or is a plain conjunction of both; an
     assert that mixes X and Y inside a disjunction is refused (stverify reads one input set and one
     output set).  Each X atom must bound one X_i by a constant; the input asserts together give a

@@ -17,6 +17,7 @@ from .spec import Atom, OutputSpec, VnnlibSpec
 MAX_BOX_ENTRIES = 20_000_000  # members x inputs of a parsed input set (the boxes are held as K x n arrays)
 MAX_OUTPUT_DISJUNCTS = 10_000  # disjuncts of the output property after distributing its asserts
 MAX_DNF_TERMS = 100_000  # conjunctions one (and ...) of disjunctions may expand to
+MAX_NESTING = 200  # formulas and terms nested deeper are refused (the parser recurses once per level)
 IGNORED_COMMANDS = {"set-logic", "set-info", "set-option", "check-sat", "get-model", "exit"}
 _COMMENT = re.compile(r";[^\n]*")
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
@@ -148,13 +149,20 @@ class _Parser:
         elif has_y:
             self.y_factors.append([c.y for c in dnf])
 
+    def nested(self, depth: int) -> int:
+        """depth + 1, refused beyond MAX_NESTING (a file nested deeper is no property a benchmark states)."""
+        if depth >= MAX_NESTING:
+            raise self.lex.error(f"formulas or terms nested more than {MAX_NESTING} deep")
+        return depth + 1
+
     # --- formulas: each returns its disjunctive normal form, a list of _Conj ---
-    def formula(self) -> list[_Conj]:
+    def formula(self, depth: int = 0) -> list[_Conj]:
         lex = self.lex
         if (b := self.simple_bound()) is not None:
             return [_Conj({b[0]: b[1]})]
         if lex.next() != "(":
             raise lex.error("expected a formula '(and ...)', '(or ...)' or a comparison such as '(<= X_0 0.5)'")
+        depth = self.nested(depth)
         op = lex.next()
         if op in ("and", "or"):
             parts, bounds = [], _Conj()
@@ -162,7 +170,7 @@ class _Parser:
                 if op == "and" and (b := self.simple_bound()) is not None:  # the common case, merged in place
                     bounds.merge_bound(*b)
                 else:
-                    parts.append(self.formula())
+                    parts.append(self.formula(depth))
             lex.expect(")", f"closing ({op} ...)")
             if bounds.x:
                 parts.append([bounds])
@@ -175,7 +183,7 @@ class _Parser:
             while lex.peek() != ")":
                 if lex.peek() is None:
                     raise lex.error(f"unexpected end of file inside ({op} ...)")
-                terms.append(self.term())
+                terms.append(self.term(depth))
             lex.next()
             if len(terms) < 2:
                 raise lex.error(f"({op} ...) needs two terms, found {len(terms)}")
@@ -186,7 +194,7 @@ class _Parser:
             return [conj]
         raise lex.error(f"expected and, or, or a comparison (<=, >=, <, >, =), found {_shown(op)}")
 
-    def term(self):
+    def term(self, depth: int = 0):
         """A linear term: (coefficients {('X'|'Y', index): Fraction}, constant Fraction), or a bare
         token (a variable name or a number), which ``linear`` reads."""
         lex = self.lex
@@ -195,12 +203,13 @@ class _Parser:
             raise lex.error(f"expected a number, a variable or '(', found {_shown(tok)}")
         if tok != "(":
             return tok
+        depth = self.nested(depth)
         op = lex.next()
         args = []
         while lex.peek() != ")":
             if lex.peek() is None:
                 raise lex.error(f"unexpected end of file inside ({op} ...)")
-            args.append(self.linear(self.term()))
+            args.append(self.linear(self.term(depth)))
         lex.next()
         if op == "+" and args:
             return _sum(args)
