@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..bench.config import ModelSpec, data_path, expand, load_config
-from ..data import DATASETS, load_sample
+from ..bench.config import ModelSpec, expand, load_config
+from ..data import DATASETS, read_split
 from .. import validation
 from ..errors import InputError
 from ..network import Network
-from ..threats import AnyFrames, AnyPatch, Frames, Patch, Threat, parse_threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Frames, Patch, Threat, parse_threat
 from ..zoo import ARCHITECTURES
 from . import vnncomp
 from .manifest import ExportedInstance, write_manifest
@@ -72,16 +72,17 @@ def model_spec(model: str, arch: str | None = None, data: str | None = None) -> 
     return ModelSpec(Path(model).stem, str(Path(model).resolve()), arch, data)
 
 
-def items_from_args(spec: ModelSpec, split: str, indices, threats, label: int | None = None) -> tuple[list[Item], dict]:
-    """The instances (every index x every threat) of one model, and {model name: Network}."""
+def items_from_args(spec: ModelSpec, split: str, indices, threats, label: int | None = None, layout: str | None = None,
+                    domain=None) -> tuple[list[Item], dict]:
+    """The instances (every index x every threat) of one model, and {model name: Network}; the data read
+    with ``layout`` and checked against ``domain`` (``data.read_split``)."""
     net = spec.load()
     data = spec.dataset()
     data = data if data in DATASETS else str(Path(data).resolve())  # a zoo dataset name, or an .npz path
     items = []
+    inputs = read_split(data, split, layout=layout, input_shape=net.input_shape, domain=domain)
     for index in indices:
-        x, y = load_sample(data_path(data), split, index)
-        if x.shape != net.input_shape:
-            raise InputError(f"{data}: inputs of shape {x.shape}, but the model {spec.name} takes {net.input_shape}")
+        x, y = inputs.sample(index)
         y = validation.chosen_label(label, y, net.n_classes, f"{data!r} [{split} #{index}]")
         for text in threats:
             threat = parse_threat(text)
@@ -152,8 +153,9 @@ def write_models(name: str, net: Network, rewritten: onnx.ModelProto | None, rew
 
 
 def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | None = None, split_members: bool = False,
-           log=print) -> list[ExportedInstance]:
-    """Write the benchmark folder ``out`` (module docstring); the manifest's instances."""
+           log=print, domain=DEFAULT_DOMAIN) -> list[ExportedInstance]:
+    """Write the benchmark folder ``out`` (module docstring); the manifest's instances; threat sets
+    are clipped to the input ``domain``."""
     if not items:
         raise InputError("nothing to export: no instances")
     if not timeout > 0:
@@ -181,7 +183,7 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
         stem = f"{slug(it.model)}_{it.split}{it.index}_{slug(it.threat)}"
         for k, t in enumerate(files[it.key]):
             path = out / "vnnlib" / (f"{stem}_m{k}.vnnlib" if split else f"{stem}.vnnlib")
-            write_vnnlib(path, t, it.x, it.label, nets[it.model].n_classes)
+            write_vnnlib(path, t, it.x, it.label, nets[it.model].n_classes, domain=domain)
             exported.append(ExportedInstance(run_files[it.model].relative_to(out).as_posix(), path.relative_to(out).as_posix(),
                                              float(timeout), it.model, it.model_file, it.arch, it.data, it.split, it.index,
                                              it.label, t.spec(), it.threat if split else None))
