@@ -21,7 +21,7 @@ from rich.table import Table
 
 from . import validation
 from .errors import InputError
-from .instance_args import add_instance_arguments, read_data
+from .instance_args import add_instance_arguments, glue_negative_domain, read_data
 from .interchange.vnncomp import format_result
 from .threats import EXAMPLES, ThreatError, parse_threat
 
@@ -349,7 +349,7 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit code (module docstring)."""
     argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(glue_negative_domain(argv))
         return args.func(args)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2); an extension's SystemExit("message")
         if e.code is None or isinstance(e.code, int):

@@ -2,6 +2,8 @@
 indices, a label), and the reading of the data they pick."""
 from __future__ import annotations
 
+import re
+
 from . import validation
 from .data import DATASETS, LAYOUTS, Split, read_split
 from .errors import InputError
@@ -28,6 +30,17 @@ def add_instance_arguments(parser, *, model_required: bool = True, many: bool = 
     else:
         parser.add_argument("--index", type=int, default=0, help="input index (default 0)")
     parser.add_argument("--label", type=int, help="class to verify, 0..n_classes-1 (default: the dataset label)")
+
+
+def glue_negative_domain(argv: list[str]) -> list[str]:
+    """``--domain -1,1`` as ``--domain=-1,1``: argparse would take a value starting with ``-`` for an option."""
+    out = []
+    for arg in argv:
+        if out and out[-1] == "--domain" and re.match(r"-[\d.]", arg):
+            out[-1] = f"--domain={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def domain_option(text: str | None) -> tuple[float, float] | None:

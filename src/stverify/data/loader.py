@@ -176,13 +176,13 @@ def read_split(data, split: str = "test", *, layout: str | None = None, input_sh
         keys = _pair(npz.files, where, split)
         stated = _stated_layout(npz, path, where)
         raw, labels = (read_array(npz, path, k) for k in keys)
-    what = f"{keys[0]} in {where}"
+    what = f"{keys[0]!r} in {where}"
     lay = choose(raw.shape, what, layout, stated, input_shape)
     if input_shape is not None and lay.input_shape(raw.shape) != tuple(input_shape):
         raise InputError(f"{where} holds inputs of shape {lay.input_shape(raw.shape)} (C x T x H x W, read as {lay.name}); "
                          f"the model expects {tuple(input_shape)}")
     _check_inputs(raw, what, dom)
-    return Split(os.fspath(path), split, keys, lay, raw, _labels(labels, f"{keys[1]} in {where}", len(raw)), dom)
+    return Split(os.fspath(path), split, keys, lay, raw, _labels(labels, f"{keys[1]!r} in {where}", len(raw)), dom)
 
 
 def load_npz(data, split: str = "test", **how) -> tuple[np.ndarray, np.ndarray]:

@@ -117,11 +117,11 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text.replace("/", "over")).strip("_")
 
 
-def check_points(items: list[Item], rng: np.random.Generator) -> np.ndarray:
+def check_points(items: list[Item], rng: np.random.Generator, domain=DEFAULT_DOMAIN) -> np.ndarray:
     """Inputs for the onnxruntime checks of one model: its instances' inputs and points of their threat sets."""
     points = [it.x for it in items]
     for it in items:
-        points.extend(parse_threat(it.threat).sample(it.x, CHECK_SAMPLES, rng))
+        points.extend(parse_threat(it.threat).sample(it.x, CHECK_SAMPLES, rng, domain))
     return np.stack(points[:CHECK_MAX_POINTS])
 
 
@@ -175,7 +175,7 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
     (out / "vnnlib").mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
     run_files = {name: write_models(name, net, rewritten[name], rewrite,
-                                    check_points([it for it in unique if it.model == name], rng), out / "onnx", log)
+                                    check_points([it for it in unique if it.model == name], rng, domain), out / "onnx", log)
                  for name, net in nets.items()}
     exported = []
     for it in unique:
