@@ -114,7 +114,7 @@ def test_errors(tmp_path, video):
     with pytest.raises(ValueError, match=r"shape \(2, 4, 5, 5, 1, 1\); expected N x T x H x W"):
         load_sample(path)
     path = _write(tmp_path / "lab.npz", test_images=imgs, test_labels=labels[:1])
-    with pytest.raises(ValueError, match=r"test_labels .*shape \(1, 1\); expected one label per input: shape \(2,\) or \(2, 1\)"):
+    with pytest.raises(ValueError, match=r"'test_labels' .*shape \(1, 1\); expected one label per input: shape \(2,\) or \(2, 1\)"):
         load_npz(path)
 
     np.save(tmp_path / "single.npy", imgs)

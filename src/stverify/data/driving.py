@@ -1,7 +1,7 @@
 """Driving clips in the Udacity layout: road scenes seen from the car, and the steering they call for.
 
 A clip is ``frames`` images ``size x size`` of a road ahead: sky above a horizon (height, colours and
-light vary), grass on both sides with a per-frame texture, a grey road narrowing with distance,
+light vary), textured grass on both sides, a dark grey road narrowing with distance,
 solid white edge lines and a dashed yellow centre line whose dashes stream towards the camera, and
 now and then another car (a box on the road ahead, drifting in depth). The road bends: its centre
 sits at column ``0.5 + offset * d + BEND * k(t) * (1 - d)^2`` (image widths) on the ground row at
@@ -48,10 +48,10 @@ def _draw_scenes(rng, n: int, frames: int) -> dict:
         "horizon": 0.3 + 0.1 * u[:, 0],
         "offset": 0.06 * (2 * u[:, 1] - 1),  # the car's place in its lane
         "road_width": 0.42 + 0.16 * u[:, 2],  # half width at the bottom edge, image widths
-        "road_grey": 0.3 + 0.15 * u[:, 3],
+        "road_grey": 0.22 + 0.13 * u[:, 3],
         "light": 0.75 + 0.3 * u[:, 4],
         "sky": np.stack([0.35 + 0.2 * u[:, 5], 0.55 + 0.2 * u[:, 5], 0.8 + 0.15 * u[:, 6]], 1),
-        "grass": np.stack([0.2 + 0.15 * u[:, 7], 0.38 + 0.2 * u[:, 8], 0.12 + 0.1 * u[:, 7]], 1),
+        "grass": np.stack([0.2 + 0.15 * u[:, 7], 0.45 + 0.2 * u[:, 8], 0.12 + 0.1 * u[:, 7]], 1),
         "dash_phase": u[:, 9],
         "speed": 0.25 + 0.35 * u[:, 10],  # dash periods per frame
         "car_depth": np.where(car, 0.25 + 0.35 * u[:, 11], -1.0),  # d of the car's base; < 0: no car
@@ -83,7 +83,7 @@ def _render(p: dict, sl: slice, frames: int, size: int, rng) -> np.ndarray:
     t = np.arange(frames, dtype=np.float32)[None, :, None, None]
     dashes = np.cos(2 * np.pi * (0.35 * depth + e(q["dash_phase"]) + e(q["speed"]) * t)) > 0
     centre_line = _soft(dist - line_w / 2, pixel) * dashes * ground
-    grass_tex = 1 + 0.25 * rng.standard_normal((n, frames, s, s), dtype=np.float32)
+    grass_tex = 1 + 0.25 * rng.standard_normal((n, 1, s, s), dtype=np.float32)
     sky_shade = 0.85 + 0.3 * v[None, None] / hz  # lighter towards the horizon
     rgb = np.empty((n, frames, s, s, 3), dtype=np.float32)
     for c in range(3):
