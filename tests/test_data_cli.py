@@ -111,3 +111,14 @@ def test_object_arrays_exit_2(tmp_path, capsys):
     np.savez(tmp_path / "obj.npz", test_images=np.array([{"a": 1}], dtype=object), test_labels=np.array([[0]]))
     _refused(["verify", "--model", "tiny", "--data", str(tmp_path / "obj.npz"), "--threat", "linf:eps=0.01"], capsys,
              "obj.npz", "'test_images'", "Python objects")
+
+
+def test_a_bench_config_takes_the_new_names_and_refuses_regression_targets(tmp_path):
+    from stverify.bench.config import expand, load_config
+    from stverify.errors import InputError
+
+    _, model = _model(tmp_path, (2, 4, 10, 10))
+    (tmp_path / "b.toml").write_text(f'[[models]]\nname = "m"\nfile = "{model}"\ndata = "driving2"\n[[threats]]\n'
+                                     'kind = "linf"\neps = ["1/255"]\n[[methods]]\nname = "s"\nmethod = "stbp"\n')
+    with pytest.raises(InputError, match="model m: driving2 holds regression targets; a benchmark verifies class labels"):
+        expand(load_config(tmp_path / "b.toml"))

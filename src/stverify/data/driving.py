@@ -1,13 +1,13 @@
 """Driving clips in the Udacity layout: road scenes seen from the car, and the steering they call for.
 
 A clip is ``frames`` images ``size x size`` of a road ahead: sky above a horizon (height, colours and
-light vary), textured grass on both sides, a dark grey road narrowing with distance,
-solid white edge lines and a dashed yellow centre line whose dashes stream towards the camera, and
-now and then another car (a box on the road ahead, drifting in depth). The road bends: its centre
-sits at column ``0.5 + offset * d + BEND * k(t) * (1 - d)^2`` (image widths) on the ground row at
-perspective depth ``d`` (1 at the bottom edge, 0 at the horizon), so a curvature ``k > 0`` bends it
-right towards the horizon. The curvature changes linearly over the clip, from ``k_start`` to
-``k_end``, both uniform in [-1, 1] (entering, leaving or tightening a bend).
+light vary), textured grass on both sides, a dark grey road narrowing with distance, solid white edge
+lines and a dashed yellow centre line whose dashes stream towards the camera, and now and then
+another car (a box on the road ahead, drifting in depth). The road bends: on the ground row at
+perspective depth ``d`` (1 at the bottom edge, 0 at the horizon) its centre sits at column
+``road_centre(d, k, offset) = 0.5 + offset * d + BEND * k * (1 - d)^2`` (image widths), so a
+curvature ``k > 0`` bends it right towards the horizon. The curvature changes linearly over the
+clip, from ``k_start`` to ``k_end``, both uniform in [-1, 1] (entering, leaving or tightening a bend).
 
 The target is the steering the last frame calls for, normalised to [-1, 1] as Udacity's angle
 (negative left, positive right): ``k_end`` plus Gaussian noise (std ``STEER_NOISE``), clipped.
@@ -36,13 +36,23 @@ def _soft(signed_distance, width):
     return np.clip(0.5 - signed_distance / width, 0.0, 1.0)
 
 
+def road_centre(d, curvature, offset):
+    """Column (in image widths) of the road's centre on the ground row at perspective depth ``d``."""
+    return 0.5 + offset * d + BEND * curvature * (1 - d) ** 2
+
+
+def _each(a: np.ndarray) -> np.ndarray:
+    """One value per clip (N) as N x 1 x 1 x 1, to broadcast over frames, rows and columns."""
+    return a[:, None, None, None]
+
+
 def _draw_scenes(rng, n: int, frames: int) -> dict:
     """The random parameters of ``n`` clips (each a float32 array, N first)."""
     t = np.linspace(0.0, 1.0, frames, dtype=np.float32)
     k_start, k_end = rng.uniform(-1, 1, (2, n)).astype(np.float32)
     u = rng.uniform(size=(n, 16)).astype(np.float32)
     car = rng.uniform(size=n) < CAR_PROBABILITY
-    p = {
+    return {
         "curvature": k_start[:, None] + (k_end - k_start)[:, None] * t[None],  # N x T
         "k_end": k_end,
         "horizon": 0.3 + 0.1 * u[:, 0],
@@ -59,7 +69,6 @@ def _draw_scenes(rng, n: int, frames: int) -> dict:
         "car_lane": np.where(u[:, 13] < 0.5, -0.5, 0.5),  # left or right lane
         "car_colour": np.stack([u[:, 14], u[:, 15], 1 - u[:, 14]], 1) * 0.7,
     }
-    return p
 
 
 def _render(p: dict, sl: slice, frames: int, size: int, rng) -> np.ndarray:
@@ -68,20 +77,20 @@ def _render(p: dict, sl: slice, frames: int, size: int, rng) -> np.ndarray:
     n, s = len(q["k_end"]), size * SUPERSAMPLE
     g = (np.arange(s, dtype=np.float32) + 0.5) / s
     v, col = g[:, None], g[None, :]  # rows, columns in [0, 1]
-    e = lambda a: a[:, None, None, None]  # noqa: E731 - N -> N x 1 x 1 x 1
-    hz = e(q["horizon"])
+    hz = _each(q["horizon"])
     d = np.clip((v[None, None] - hz) / (1 - hz), 0.0, 1.0)  # N x 1 x s x 1, 0 at the horizon
     ground = _soft(hz - v[None, None], 1.5 / s)
-    centre = 0.5 + e(q["offset"]) * d + BEND * q["curvature"][:, :, None, None] * (1 - d) ** 2  # N x T x s x 1
+    bend = q["curvature"][:, :, None, None]  # N x T x 1 x 1
+    centre = road_centre(d, bend, _each(q["offset"]))  # N x T x s x 1
     dist = np.abs(col[None, None] - centre)
-    half = e(q["road_width"]) * d
+    half = _each(q["road_width"]) * d
     pixel = 1.0 / s
     road = _soft(dist - half, pixel) * ground
     line_w = np.maximum(0.035 * d, 0.3 * pixel)
     edge = _soft(np.abs(dist - half) - line_w / 2, pixel) * ground
     depth = 1.0 / (d + 0.12)  # distance along the road, up to a scale
     t = np.arange(frames, dtype=np.float32)[None, :, None, None]
-    dashes = np.cos(2 * np.pi * (0.35 * depth + e(q["dash_phase"]) + e(q["speed"]) * t)) > 0
+    dashes = np.cos(2 * np.pi * (0.35 * depth + _each(q["dash_phase"]) + _each(q["speed"]) * t)) > 0
     centre_line = _soft(dist - line_w / 2, pixel) * dashes * ground
     grass_tex = 1 + 0.25 * rng.standard_normal((n, 1, s, s), dtype=np.float32)
     sky_shade = 0.85 + 0.3 * v[None, None] / hz  # lighter towards the horizon
@@ -90,15 +99,14 @@ def _render(p: dict, sl: slice, frames: int, size: int, rng) -> np.ndarray:
         sky = q["sky"][:, c, None, None, None] * sky_shade
         grass = q["grass"][:, c, None, None, None] * grass_tex
         img = sky * (1 - ground) + grass * ground
-        img = img * (1 - road) + e(q["road_grey"]) * road
+        img = img * (1 - road) + _each(q["road_grey"]) * road
         img = img * (1 - edge) + 0.9 * edge
         img = img * (1 - centre_line) + (0.9, 0.8, 0.2)[c] * centre_line
         rgb[..., c] = img
-    car_d = e(q["car_depth"]) + e(q["car_drift"]) * t  # N x T x 1 x 1
-    car_c = 0.5 + e(q["offset"]) * car_d + BEND * q["curvature"][:, :, None, None] * (1 - car_d) ** 2
-    car_c = car_c + e(q["car_lane"]) * e(q["road_width"]) * car_d
+    car_d = _each(q["car_depth"]) + _each(q["car_drift"]) * t  # N x T x 1 x 1
+    car_c = road_centre(car_d, bend, _each(q["offset"])) + _each(q["car_lane"] * q["road_width"]) * car_d
     car_v = hz + car_d * (1 - hz)  # the row of its base
-    car_w = 0.45 * e(q["road_width"]) * car_d
+    car_w = 0.45 * _each(q["road_width"]) * car_d
     car = (_soft(np.abs(col[None, None] - car_c) - car_w, pixel) * _soft(v[None, None] - car_v, pixel)
            * _soft(car_v - 1.1 * car_w - v[None, None], pixel) * (car_d > 0.05))
     rgb = rgb * (1 - car[..., None]) + q["car_colour"][:, None, None, None, :] * car[..., None]
