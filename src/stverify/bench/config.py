@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import validation
-from ..data import DATASETS, SPLITS, data_path, read_split  # noqa: F401 - data_path: imported from here by audit, report, export
+from ..data import DATASETS, SPLITS, data_path, read_split  # noqa: F401 - data_path: audit, report import it here
 from ..errors import InputError
 from ..network.load import load_network
 from ..threats import KINDS, parse_eps, parse_threat

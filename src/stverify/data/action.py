@@ -13,8 +13,9 @@ action, not the digit, so that no single frame tells it:
 Each class is another class played backwards, so the frames of a clip, as a set, say nothing about
 it: only their order does (four classes keep the exact verification of a classifier small). The
 digit, its centre, brightness and background are random, with pixel noise. The splits draw their
-digits from disjoint parts of scikit-learn's images (index mod 5: 0-2 train, 3 val, 4 test), so the test clips show handwriting the training clips never saw. Stored as MedMNIST:
-uint8 ``N x T x H x W``, labels uint8 ``N x 1``.
+digits from disjoint parts of scikit-learn's images (index mod 5: 0-2 train, 3 val, 4 test), so the
+test clips show handwriting the training clips never saw. Stored as MedMNIST: uint8
+``N x T x H x W``, labels uint8 ``N x 1``.
 """
 from __future__ import annotations
 
