@@ -125,7 +125,7 @@ def bad(tmp_path_factory) -> dict[str, str]:
     imgs = np.zeros((3, 4, 10, 10), np.uint8)
     f["neg-label.npz"] = _npz(d / "neg-label.npz", imgs, np.array([[0], [-1], [2]]))
     f["big-label.npz"] = _npz(d / "big-label.npz", imgs, np.array([[0], [7], [2]]))
-    f["float.npz"] = _npz(d / "float.npz", imgs.astype(np.float32), np.zeros((3, 1), int))
+    f["float.npz"] = _npz(d / "float.npz", imgs.astype(np.float32) + 2, np.zeros((3, 1), int))
     f["volume.npz"] = _npz(d / "volume.npz", np.zeros((2, 8, 16, 16), np.uint8), np.zeros((2, 1), int))
     f["nolabels.npz"] = d / "nolabels.npz"
     np.savez(f["nolabels.npz"], test_images=imgs)
@@ -273,7 +273,7 @@ CASES = [
     ("data-missing", V + ["--data", "{missing}"], ["missing.onnx", "not found"]),
     ("data-dir", V + ["--data", "{data-dir.npz}"], ["data-dir.npz", "directory"]),
     ("data-junk", V + ["--data", "{junk.npz}"], ["junk.npz", "not an .npz archive"]),
-    ("data-float", V + ["--data", "{float.npz}"], ["float.npz", "uint8"]),
+    ("data-float", V + ["--data", "{float.npz}"], ["float.npz", "[2, 2]", "outside the data domain [0, 1]", "--domain"]),
     ("data-no-labels", V + ["--data", "{nolabels.npz}"], ["nolabels.npz", "test_labels"]),
     ("data-other-shape", V + ["--data", "{volume.npz}"], ["volume.npz", "(1, 8, 16, 16)", "(1, 4, 10, 10)"]),
     # other sub-commands

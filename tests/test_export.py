@@ -147,7 +147,7 @@ def stub_vnnlib(monkeypatch):
     (the round trip through ``load_vnnlib`` below uses the real writer)."""
     calls = []
 
-    def write(path, threat, x0, label, n_classes):
+    def write(path, threat, x0, label, n_classes, domain):
         calls.append((threat, label))
         path.write_text(f"; {threat.spec()} label {label}\n")
 

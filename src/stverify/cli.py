@@ -21,7 +21,7 @@ from rich.table import Table
 
 from . import validation
 from .errors import InputError
-from .instance_args import add_instance_arguments
+from .instance_args import add_instance_arguments, glue_negative_domain, read_data
 from .interchange.vnncomp import format_result
 from .threats import EXAMPLES, ThreatError, parse_threat
 
@@ -89,7 +89,7 @@ def _model_and_data(model: str, arch: str | None, data: str | None):
     net = _model(model, arch)
     if data is None:
         if model not in zoo.ARCHITECTURES:
-            raise InputError("--data is required with a model file (a MedMNIST-format .npz)")
+            raise InputError("--data is required with a model file (an .npz file or a dataset name)")
         data = str(ensure_dataset(zoo.ARCHITECTURES[model].dataset))
     return net, data
 
@@ -246,7 +246,6 @@ def _verify_vnnlib(args) -> int:
 
 def cmd_verify(args) -> int:
     from . import counterexample
-    from .data import load_sample
     from .stdio import stdout_to_stderr
     from .verify import verify
 
@@ -263,18 +262,18 @@ def cmd_verify(args) -> int:
     opts = _method_options(args)
     save = None if args.save_counterexample is None else validation.output_file(args.save_counterexample, "--save-counterexample")
     net, data = _model_and_data(args.model, args.arch, args.data)
-    x, label = load_sample(data, args.split, args.index)
-    if x.shape != net.input_shape:
-        raise InputError(f"--data {str(data)!r} holds inputs of shape {x.shape}; the model expects {net.input_shape}")
+    split = read_data(args, data, net)
+    x, label = split.sample(args.index)
     y = validation.chosen_label(args.label, label, net.n_classes, f"{str(data)!r} [{args.split} #{args.index}]")
     try:
         threat.validate(x.shape)
     except ThreatError as e:
         raise ThreatError(f"--threat: {e}") from None
+    print(f"data: {split.describe()}", file=sys.stderr)
     with stdout_to_stderr():  # solvers' own output never reaches stdout
-        res = verify(net, x, y, threat, method=args.method, timeout=timeout, **opts)
+        res = verify(net, x, y, threat, method=args.method, timeout=timeout, domain=split.domain, **opts)
     instance = {"model": args.model, "data": str(data), "split": args.split, "index": args.index, "label": y,
-                "threat": threat.spec()}
+                "threat": threat.spec(), "layout": split.layout.name, "domain": list(split.domain)}
     if args.json:
         out = res.to_dict()
         out["instance"] = instance
@@ -319,9 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--timeout", type=float, default=30.0, help="seconds per complete verification (default 30)")
     d.set_defaults(func=cmd_demo)
 
-    v = sub.add_parser("verify", help="verify one instance", description="Verify one instance of a MedMNIST-format .npz against a threat set, "
+    v = sub.add_parser("verify", help="verify one instance", description="Verify one instance of a dataset (.npz file or name) against a threat set, "
                        "or a VNN-LIB property (--vnnlib), answered in the VNN-COMP result format.")
-    add_instance_arguments(v, data_help="MedMNIST-format .npz (default: the zoo model's generated dataset)")
+    add_instance_arguments(v)
     v.add_argument("--threat", help=THREAT_HELP)
     v.add_argument("--vnnlib", metavar="PROP.vnnlib", help="verify this VNN-LIB property instead of --data/--threat; writes the "
                    "VNN-COMP result (sat + witness, unsat, timeout, unknown, error) to --out or stdout")
@@ -370,7 +369,7 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit code (module docstring)."""
     argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(glue_negative_domain(argv))
         return args.func(args)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2); an extension's SystemExit("message")
         if e.code is None or isinstance(e.code, int):

@@ -37,6 +37,9 @@ def chosen_label(given, stored, n_classes: int, sample: str) -> int:
     """``--label`` when given, else the label stored with the sample (``sample`` names it: file,
     split, index), checked as a class of the model."""
     if given is None:
+        if isinstance(stored, float):
+            raise InputError(f"{sample} holds the regression target {stored:g}, not a class label; give --label to "
+                             "verify a class")
         return label(stored, n_classes, f"the label of {sample}")
     return label(given, n_classes, "--label")
 

@@ -11,7 +11,7 @@ name = "tiny_std"       # a zoo model, on its generated dataset
 [[models]]
 name = "mine"           # a model file: .onnx, or a .pt state file with arch = "<zoo architecture>"
 file = "mine.onnx"      # relative to this file
-data = "organmnist3d.npz"   # a zoo dataset name (video, video8, volume) or a MedMNIST-format .npz
+data = "organmnist3d.npz"   # a dataset name (video, video8, volume, driving, driving2, action) or an .npz
 
 [samples]
 split = "test"
@@ -44,8 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import validation
-from ..data import DATASETS, ensure_dataset, load_npz, load_sample
-from ..data.medmnist import SPLITS
+from ..data import DATASETS, SPLITS, data_path, read_split  # noqa: F401 - data_path: audit, report import it here
 from ..errors import InputError
 from ..network.load import load_network
 from ..threats import KINDS, parse_eps, parse_threat
@@ -89,11 +88,6 @@ class ModelSpec:
         if self.name not in ARCHITECTURES:
             raise InputError(f"model {self.name!r}: give data = (a dataset name or an .npz path) for a model file")
         return ARCHITECTURES[self.name].dataset
-
-
-def data_path(data: str) -> Path:
-    """A zoo dataset name (generated on first use) or an .npz path."""
-    return ensure_dataset(data) if data in DATASETS else Path(data)
 
 
 @dataclass(frozen=True)
@@ -285,11 +279,16 @@ def load_config(path, data: str | None = None) -> Config:
 
 
 def _override_data(cfg: Config, data: str) -> Config:
-    shape = load_sample(data_path(data), cfg.split, 0)[0].shape
-    models = tuple(ModelSpec(m.name, m.file, m.arch, data) if m.load().input_shape == shape else m for m in cfg.models)
+    """``data`` for every model whose input shape it fits (its layout read for that shape)."""
+    why = {}
+    for m in cfg.models:
+        try:
+            read_split(data, cfg.split, input_shape=m.load().input_shape)
+        except InputError as e:
+            why[m.name] = str(e)
+    models = tuple(ModelSpec(m.name, m.file, m.arch, data) if m.name not in why else m for m in cfg.models)
     if models == cfg.models:
-        raise InputError(f"--data {data}: inputs of shape {shape} match no model of the config "
-                         f"({', '.join(f'{m.name} {m.load().input_shape}' for m in cfg.models)})")
+        raise InputError(f"--data {data} fits no model of the config: " + "; ".join(f"{k}: {v}" for k, v in why.items()))
     return Config(**{**cfg.__dict__, "models": models, "text": cfg.text + f"\n# command line: --data {data}\n"})
 
 
@@ -323,9 +322,13 @@ def expand(cfg: Config) -> tuple[list[Task], dict]:
     for m in cfg.models:
         net = nets[m.name] = m.load()
         data = m.dataset()
-        X, Y = load_npz(data_path(data), cfg.split)
-        if X.shape[1:] != net.input_shape:
-            raise InputError(f"model {m.name}: input shape {net.input_shape}, but {data} holds inputs of shape {X.shape[1:]}")
+        try:
+            split = read_split(data, cfg.split, input_shape=net.input_shape)
+        except InputError as e:
+            raise InputError(f"model {m.name}: {e}") from None
+        if split.task != "classification":
+            raise InputError(f"model {m.name}: {data} holds regression targets; a benchmark verifies class labels")
+        X, Y = split.inputs(), split.labels
         if len(Y) and Y.max() >= net.n_classes:
             raise InputError(f"model {m.name} has {net.n_classes} classes, but {data} has labels up to {Y.max()}: "
                              "use a model trained on this data")

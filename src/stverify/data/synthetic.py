@@ -1,61 +1,18 @@
-"""Deterministic synthetic datasets written in the MedMNIST 3D ``.npz`` layout.
+"""Deterministic synthetic videos and volumes written in the MedMNIST 3D ``.npz`` layout.
 
 Each generator writes the six MedMNIST arrays (``{train,val,test}_images`` uint8 ``N x T x H x W``,
-``{train,val,test}_labels`` uint8 ``N x 1``) and returns the path. The bytes depend only on the
-arguments: every split draws from its own stream seeded by ``(seed, split)``, and the archive is
-written with fixed timestamps.
+``{train,val,test}_labels`` uint8 ``N x 1``) and returns the path; the bytes depend only on the
+arguments (``splits.write_splits``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-import zipfile
-from pathlib import Path
-
 import numpy as np
 
 from ..errors import InputError
-from .medmnist import SPLITS
+from .splits import write_classes
 
 _CHUNK = 256  # samples rendered at once; bounds the memory of the float volumes
-
-
-def _write_npz(path, arrays):
-    """Write ``arrays`` as an .npz with fixed timestamps, atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w") as zf:  # stored uncompressed, like np.savez
-            for key, arr in arrays.items():
-                info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-                with zf.open(info, "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
-
-
-def _generate(path, sizes, seed, n_classes, max_classes, render):
-    """Render every split with ``render(rng, labels)`` and write the archive."""
-    if not 2 <= n_classes <= max_classes:
-        raise InputError(f"n_classes must be in 2..{max_classes}, got {n_classes}")
-    arrays = {}
-    for k, (split, n) in enumerate(zip(SPLITS, sizes)):
-        if n < 0:
-            raise InputError(f"n_{split} must be >= 0, got {n}")
-        rng = np.random.default_rng([seed, k])
-        labels = rng.permutation(np.arange(n) % n_classes).astype(np.uint8)
-        images = render(rng, labels)
-        arrays[f"{split}_images"] = np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
-        arrays[f"{split}_labels"] = labels.reshape(-1, 1)
-    return _write_npz(path, arrays)
 
 
 # direction of motion per class: (dy, dx) for right, left, down, up
@@ -79,7 +36,7 @@ def moving_video(path, n_train, n_val, n_test, frames=4, size=10, seed=0, n_clas
     grid = np.arange(size, dtype=np.float64)
     t = np.arange(frames, dtype=np.float64)
 
-    def render(rng, labels):
+    def render(rng, labels, _split):
         n = len(labels)
         d = _DIRECTIONS[labels]  # N x 2
         speed = rng.uniform(1.0, max_speed, n)
@@ -95,7 +52,7 @@ def moving_video(path, n_train, n_val, n_test, frames=4, size=10, seed=0, n_clas
         noise = rng.normal(0.0, 0.04, (n, frames, size, size))
         return background + peak * gy[..., :, None] * gx[..., None, :] + noise
 
-    return _generate(path, (n_train, n_val, n_test), seed, n_classes, 4, render)
+    return write_classes(path, (n_train, n_val, n_test), seed, n_classes, 4, render)
 
 
 def _ellipsoid(coords, centre, axes, angle, sharpness):
@@ -150,7 +107,7 @@ def organ_volumes(path, n_train, n_val, n_test, size=28, seed=0, n_classes=4):
         f32 = np.float32
         return (centre * s).astype(f32), (axes * s).astype(f32), angle.astype(f32), peak.astype(f32)
 
-    def render(rng, labels):
+    def render(rng, labels, _split):
         n = len(labels)
         centre, axes, angle, peak = draw_blobs(rng, labels)
         body_centre = ((13.5 + rng.uniform(-1, 1, (n, 3))) * s).astype(np.float32)
@@ -168,33 +125,4 @@ def organ_volumes(path, n_train, n_val, n_test, size=28, seed=0, n_classes=4):
             out[b] = vol + np.float32(0.03) * rng.standard_normal(vol.shape, dtype=np.float32)
         return out
 
-    return _generate(path, (n_train, n_val, n_test), seed, n_classes, 4, render)
-
-
-_GENERATORS = {"moving_video": moving_video, "organ_volumes": organ_volumes}
-
-_VIDEO = {"generator": "moving_video", "n_train": 2000, "n_val": 300, "n_test": 300, "seed": 0}
-_VOLUME = {"generator": "organ_volumes", "n_train": 1200, "n_val": 200, "n_test": 200, "seed": 0}
-DATASETS = {
-    "video": {**_VIDEO, "frames": 4, "size": 10},
-    "video8": {**_VIDEO, "frames": 8, "size": 16},
-    "volume": {**_VOLUME, "size": 28},
-}
-
-
-def ensure_dataset(name, root=None):
-    """Path of the named dataset (see ``DATASETS``), generated into ``root`` if missing.
-
-    ``root`` defaults to ``$STVERIFY_DATA`` or ``~/.cache/stverify/data``. The file name carries a
-    hash of the arguments and of this module's source, so a changed generator gets a fresh file.
-    """
-    if name not in DATASETS:
-        raise InputError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    args = dict(DATASETS[name])
-    generator = _GENERATORS[args.pop("generator")]
-    root = Path(root or os.environ.get("STVERIFY_DATA") or Path.home() / ".cache" / "stverify" / "data")
-    digest = hashlib.sha256(json.dumps(DATASETS[name], sort_keys=True).encode() + Path(__file__).read_bytes())
-    path = root / f"{name}-{digest.hexdigest()[:12]}.npz"
-    if not path.is_file():
-        generator(path, **args)
-    return path
+    return write_classes(path, (n_train, n_val, n_test), seed, n_classes, 4, render)

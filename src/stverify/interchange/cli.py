@@ -8,8 +8,8 @@ from rich.console import Console
 
 from .. import counterexample, validation
 from ..errors import InputError
-from ..instance_args import add_instance_arguments
-from ..threats import EXAMPLES, format_eps, parse_eps
+from ..instance_args import add_instance_arguments, domain_option, read_data
+from ..threats import DEFAULT_DOMAIN, EXAMPLES, format_eps, parse_eps
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -23,15 +23,19 @@ def cmd_export(args) -> int:
 
     if args.config and (args.model or args.threat):
         raise InputError("give a bench CONFIG.toml or --model / --threat, not both")
+    domain = domain_option(args.domain)
+    if args.config and (domain is not None or args.layout):
+        raise InputError("--domain and --layout apply to --model instances; a bench config's data is read as it states")
     if args.config:
         items, nets, timeout = items_from_config(args.config, args.data)
     elif args.model and args.threat:
         items, nets = items_from_args(model_spec(args.model, args.arch, args.data), args.split, args.index, args.threat,
-                                      args.label)
+                                      args.label, args.layout, domain)
         timeout = DEFAULT_TIMEOUT
     else:
         raise InputError("give a bench CONFIG.toml, or --model and --threat (with --index)")
-    export(items, nets, args.out, args.timeout or timeout, args.rewrite, args.split_members, log=_console().print)
+    export(items, nets, args.out, args.timeout or timeout, args.rewrite, args.split_members, log=_console().print,
+           domain=domain or DEFAULT_DOMAIN)
     return 0
 
 
@@ -47,22 +51,20 @@ def _eps_text(eps: float) -> str:
     return f"{eps:.6g} (= {eps * 255:.4g}/255)"
 
 
-def describe_counterexample(net, x, y, threat, upper, cex) -> dict:
+def describe_counterexample(net, x, y, threat, upper, cex, domain) -> dict:
     """Where the counterexample at the bracket's top moves the input, and its replayed margins."""
     from ..replay import replay
     from ..tolerances import MEMBERSHIP_TOL
 
     changed = np.any(np.abs(cex - x) > MEMBERSHIP_TOL, axis=0)
-    rep = replay(net, x, y, threat.with_eps(upper), cex)
+    rep = replay(net, x, y, threat.with_eps(upper), cex, domain)
     return {"voxels_changed": int(changed.sum()), "frames_changed": np.flatnonzero(changed.any(axis=(1, 2))).tolist(),
             "max_abs_change": float(np.max(np.abs(cex - x))), "predicted": int(net.predict(cex)),
             "replays": rep.ok, "margin_float64": rep.margin64, "margin_float32": rep.margin32}
 
 
 def cmd_radius(args) -> int:
-    from ..bench.config import data_path
     from ..complete.radius import max_safe_radius
-    from ..data import load_sample
     from ..threats import parse_threat
     from .export import model_spec
 
@@ -73,7 +75,8 @@ def cmd_radius(args) -> int:
                                                                                   "--save-counterexample")
     spec = model_spec(args.model, args.arch, args.data)
     net = spec.load()
-    x, label = load_sample(data_path(spec.dataset()), args.split, args.index)
+    split = read_data(args, spec.dataset(), net)
+    x, label = split.sample(args.index)
     y = validation.chosen_label(args.label, label, net.n_classes, f"{str(spec.dataset())!r} [{args.split} #{args.index}]")
     threat = parse_threat(free_eps(args.threat))
     try:
@@ -81,9 +84,10 @@ def cmd_radius(args) -> int:
     except InputError as e:
         raise InputError(f"--threat: {e}") from None
     res = max_safe_radius(net, x, y, threat, tol=args.tol, eps_max=args.eps_max, timeout=timeout,
-                          complete=args.complete, solver=args.solver)
+                          complete=args.complete, solver=args.solver, domain=split.domain)
     family = threat.spec().replace(f"eps={format_eps(threat.eps)}", "eps=*")
-    info = None if res.counterexample is None else describe_counterexample(net, x, y, threat, res.upper, res.counterexample)
+    info = None if res.counterexample is None else describe_counterexample(net, x, y, threat, res.upper, res.counterexample,
+                                                                          split.domain)
     if save is not None and res.counterexample is not None:
         counterexample.save(save, x, res.counterexample, y, threat.with_eps(res.upper), net, model=spec.name,
                             method=f"radius ({args.complete})", data=str(spec.dataset()), split=args.split,
@@ -134,8 +138,8 @@ def register(sub) -> None:
     e.add_argument("config", nargs="?", help="a bench TOML config: export its instances (its methods aside)")
     e.add_argument("--out", required=True, help="output folder")
     add_instance_arguments(e, model_required=False, many=True,
-                           data_help="MedMNIST-format .npz or zoo dataset name (default: the zoo model's dataset); "
-                                     "with a config: replaces the data of the models whose input shape matches")
+                           data_help="an .npz file or a dataset name (default: the zoo model's dataset); "
+                                 "with a config: replaces the data of the models whose input shape matches")
     e.add_argument("--threat", action="append", help="threat set (repeatable), e.g. " + EXAMPLES["anyframes"])
     e.add_argument("--timeout", type=float, help=f"seconds per instance in instances.csv (default: the config's, "
                                                  f"else {DEFAULT_TIMEOUT:g})")

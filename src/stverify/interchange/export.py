@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..bench.config import ModelSpec, data_path, expand, load_config
-from ..data import DATASETS, load_sample
+from ..bench.config import ModelSpec, expand, load_config
+from ..data import DATASETS, read_split
 from .. import validation
 from ..errors import InputError
 from ..network import Network
-from ..threats import AnyFrames, AnyPatch, Frames, Patch, Threat, parse_threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Frames, Patch, Threat, parse_threat
 from ..zoo import ARCHITECTURES
 from . import vnncomp
 from .manifest import TOOLS_NOTE, ExportedInstance, Rewrite, sha256, write_manifest
@@ -84,16 +84,17 @@ def model_spec(model: str, arch: str | None = None, data: str | None = None) -> 
     return ModelSpec(Path(model).stem, str(Path(model).resolve()), arch, data)
 
 
-def items_from_args(spec: ModelSpec, split: str, indices, threats, label: int | None = None) -> tuple[list[Item], dict]:
-    """The instances (every index x every threat) of one model, and {model name: Network}."""
+def items_from_args(spec: ModelSpec, split: str, indices, threats, label: int | None = None, layout: str | None = None,
+                    domain=None) -> tuple[list[Item], dict]:
+    """The instances (every index x every threat) of one model, and {model name: Network}; the data read
+    with ``layout`` and checked against ``domain`` (``data.read_split``)."""
     net = spec.load()
     data = spec.dataset()
     data = data if data in DATASETS else str(Path(data).resolve())  # a zoo dataset name, or an .npz path
     items = []
+    inputs = read_split(data, split, layout=layout, input_shape=net.input_shape, domain=domain)
     for index in indices:
-        x, y = load_sample(data_path(data), split, index)
-        if x.shape != net.input_shape:
-            raise InputError(f"{data}: inputs of shape {x.shape}, but the model {spec.name} takes {net.input_shape}")
+        x, y = inputs.sample(index)
         y = validation.chosen_label(label, y, net.n_classes, f"{data!r} [{split} #{index}]")
         for text in threats:
             threat = parse_threat(text)
@@ -128,11 +129,11 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text.replace("/", "over")).strip("_")
 
 
-def check_points(items: list[Item], rng: np.random.Generator) -> np.ndarray:
+def check_points(items: list[Item], rng: np.random.Generator, domain=DEFAULT_DOMAIN) -> np.ndarray:
     """Inputs for the onnxruntime checks of one model: its instances' inputs and points of their threat sets."""
     points = [it.x for it in items]
     for it in items:
-        points.extend(parse_threat(it.threat).sample(it.x, CHECK_SAMPLES, rng))
+        points.extend(parse_threat(it.threat).sample(it.x, CHECK_SAMPLES, rng, domain))
     return np.stack(points[:CHECK_MAX_POINTS])
 
 
@@ -198,8 +199,9 @@ def _partial_folder(out: Path) -> Path:
 
 
 def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | None = None, split_members: bool = False,
-           log=print) -> list[ExportedInstance]:
-    """Write the benchmark folder ``out`` (module docstring); the manifest's instances."""
+           log=print, domain=DEFAULT_DOMAIN) -> list[ExportedInstance]:
+    """Write the benchmark folder ``out`` (module docstring); the manifest's instances; threat sets
+    are clipped to the input ``domain``."""
     if not items:
         raise InputError("nothing to export: no instances")
     if not timeout > 0:
@@ -218,7 +220,7 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
     rewritten = {name: rewrite_network(net, rewrite) if rewrite else None for name, net in nets.items()}
     tmp = _partial_folder(out)
     try:
-        exported, rewrites = _write(tmp, unique, files, nets, rewritten, rewrite, split_members, timeout, log)
+        exported, rewrites = _write(tmp, unique, files, nets, rewritten, rewrite, split_members, timeout, log, domain)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()  # empty (``_check_new``)
@@ -232,13 +234,14 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
 
 
 def _write(out: Path, unique: list[Item], files: dict, nets: dict, rewritten: dict, rewrite: str | None,
-           split_members: bool, timeout: float, log) -> tuple[list[ExportedInstance], list[Rewrite]]:
+           split_members: bool, timeout: float, log, domain=DEFAULT_DOMAIN) -> tuple[list[ExportedInstance], list[Rewrite]]:
     """Write the export's files into ``out``: (the manifest's instances, its rewrites)."""
     (out / "onnx").mkdir()
     (out / "vnnlib").mkdir()
     rng = np.random.default_rng(0)
     model_files = {name: write_models(name, net, rewritten[name], rewrite,
-                                      check_points([it for it in unique if it.model == name], rng), out / "onnx", log)
+                                      check_points([it for it in unique if it.model == name], rng, domain), out / "onnx",
+                                      log)
                    for name, net in nets.items()}
     rel = lambda p: p.relative_to(out).as_posix()  # noqa: E731
     rewrites = [Rewrite(rel(run), rewrite, rel(native), sha256(run), sha256(native))
@@ -249,7 +252,7 @@ def _write(out: Path, unique: list[Item], files: dict, nets: dict, rewritten: di
         stem = f"{slug(it.model)}_{it.split}{it.index}_{slug(it.threat)}"
         for k, t in enumerate(files[it.key]):
             path = out / "vnnlib" / (f"{stem}_m{k}.vnnlib" if split else f"{stem}.vnnlib")
-            write_vnnlib(path, t, it.x, it.label, nets[it.model].n_classes)
+            write_vnnlib(path, t, it.x, it.label, nets[it.model].n_classes, domain=domain)
             exported.append(ExportedInstance(rel(model_files[it.model][1]), rel(path), float(timeout), it.model,
                                              it.model_file, it.arch, it.data, it.split, it.index, it.label, t.spec(),
                                              it.threat if split else None))
