@@ -333,7 +333,7 @@ def crown_refine(layers, bounds: Bounds, sup, j: int, lo: torch.Tensor, hi: torc
         picked = picked[torch.argsort(((picked[:, 0] * which.shape[2] + picked[:, 2]) * which.shape[3] + picked[:, 3])
                                       * which.shape[4] + picked[:, 4], stable=True)]
     budget = budget or default_budget(lo.device)
-    chunk = max(1, rows_per_chunk(budget, row_elements(layers, shapes, j), lo.element_size()) // 2
+    chunk = max(1, rows_per_chunk(budget, row_elements(layers, shapes, j + 1), lo.element_size()) // 2
                 // (ALPHA_CHUNK_SHARE if alpha_steps else 1))
 
     def rows_of(a, b):
