@@ -123,7 +123,7 @@ class Network:
     def then(self, layers, name: str) -> "Network":
         """This network followed by the chain ``layers`` on its output."""
         n = len(self.layers)
-        extra = tuple((t,) for t in range(n + 1, n + 1 + len(layers)))
+        extra = tuple((t,) for t in range(n, n + len(layers)))
         names = self.names + tuple(f"{name}.{k}" for k in range(len(layers)))
         return Network(self.layers + tuple(layers), self.input_shape, f"{self.name}+{name}", self.sources + extra, names)
 
