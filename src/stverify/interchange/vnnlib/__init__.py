@@ -25,13 +25,9 @@ Read (``parse_vnnlib``):
 Verify (``load_vnnlib(path, net)`` -> ``VnnlibProperty``): the input set becomes a ``threats.Boxes``
 threat (one query for a union of boxes: every method encodes the choice of member itself, e.g. one
 MILP binary per member), x0 its reference point.  The output property becomes the robustness
-question every stverify method answers, min over the set of  margin = z_label - max_{j != label} z_j:
-  * the robustness form  OR_{j != y} (Y_j >= Y_y)  (every j != y, ``>=`` or ``>``) is label y on the
-    network itself: margin = min_j (Y_y - Y_j);
-  * anything else appends exact layers to the network: a Linear layer r = C Y + d (all atoms), then
-    per disjunct k the minimum z_k = min_i r_ki by a tree of min(a, b) = a - ReLU(a - b) with the
-    pass-through a = ReLU(a) - ReLU(-a) (weights 0 and +-1, so the composition is exact in real
-    arithmetic), and outputs (0, z_1, ..., z_K) with label 0:  margin = min_k max_i (-r_ki).
+question every stverify method answers, min over the set of  margin = z_label - max_{j != label} z_j,
+by ``properties.reduce_to_label`` (the robustness form of a label is that label on the network itself;
+anything else appends exact layers whose label margin is the property's margin min_k max_i (-r_ki)).
 In both cases a point is a counterexample (all atoms of some disjunct hold) iff margin <= 0 there
 (margin < 0 for strict atoms).  stverify reports ``verified`` only for margin > 0 on the whole set
 and ``falsified`` only for a point of margin < 0, so a point with margin exactly 0, which satisfies
@@ -45,10 +41,11 @@ robustness property of a label (or any ``OutputSpec``); ``write_member_files`` w
 member box.  Numbers are written as the shortest decimal that reads back as the same float64.
 """
 from __future__ import annotations
-from .property import VnnlibProperty, WitnessCheck, load_vnnlib, spec_network
+from ...properties import Atom, OutputSpec
+from .property import VnnlibProperty, WitnessCheck, load_vnnlib
 from .read import parse_vnnlib, parse_vnnlib_text
-from .spec import Atom, OutputSpec, VnnlibSpec
+from .spec import VnnlibSpec
 from .write import format_vnnlib, write_member_files, write_vnnlib
 
 __all__ = ["Atom", "OutputSpec", "VnnlibProperty", "VnnlibSpec", "WitnessCheck", "format_vnnlib", "load_vnnlib",
-           "parse_vnnlib", "parse_vnnlib_text", "spec_network", "write_member_files", "write_vnnlib"]
+           "parse_vnnlib", "parse_vnnlib_text", "write_member_files", "write_vnnlib"]

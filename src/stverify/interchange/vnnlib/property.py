@@ -8,12 +8,12 @@ import numpy as np
 
 from ...errors import InputError
 from ...network.graph import Network
-from ...network.layers import Linear, ReLU
+from ...properties import reduce_to_label
 from ...replay import logits32
 from ...threats import Boxes
 from ..vnncomp import STATUS_TO_RESULT, Witness
 from .read import parse_vnnlib
-from .spec import OutputSpec, VnnlibSpec
+from .spec import VnnlibSpec
 
 
 @dataclass
@@ -85,58 +85,6 @@ class VnnlibProperty:
                                            f"{self.spec.output.margin(w.y64):.6g} in float64)"
 
 
-def spec_network(net: Network, output: OutputSpec) -> tuple[Network, int]:
-    """(network, label) whose label margin is min_k max_i (-r_ki) (module docstring)."""
-    y = output.robustness_label()
-    if y is not None:
-        return net, y
-    atoms = [a for d in output.disjuncts for a in d]
-    C = np.stack([a.coef for a in atoms])
-    d = np.array([a.const for a in atoms])
-    groups, start = [], 0
-    for dis in output.disjuncts:
-        groups.append([{start + i: 1.0} for i in range(len(dis))])  # each value: {index of h: weight}
-        start += len(dis)
-    if all(len(g) == 1 for g in groups):  # no minimum to take: select the rows (exact) after a zero row
-        return net.then([Linear(np.vstack([np.zeros(C.shape[1]), C]), np.r_[0.0, d])], "spec"), 0
-    layers = [Linear(C, d)]
-    width = len(atoms)  # h: the current layer output; every value is a combination of h
-    while any(len(g) > 1 for g in groups):
-        rows: list[dict] = []
-
-        def relu_of(combo: dict) -> int:
-            rows.append(combo)
-            return len(rows) - 1
-
-        new_groups = []
-        for g in groups:
-            ng = []
-            for pair in (g[i:i + 2] for i in range(0, len(g), 2)):
-                a = pair[0]
-                pos, neg = relu_of(a), relu_of({k: -w for k, w in a.items()})
-                if len(pair) == 1:  # a = ReLU(a) - ReLU(-a)
-                    ng.append({pos: 1.0, neg: -1.0})
-                else:  # min(a, b) = a - ReLU(a - b)
-                    diff = dict(a)
-                    for k, w in pair[1].items():
-                        diff[k] = diff.get(k, 0.0) - w
-                    ng.append({pos: 1.0, neg: -1.0, relu_of(diff): -1.0})
-            new_groups.append(ng)
-        layers += [Linear(_matrix(rows, width), np.zeros(len(rows))), ReLU()]
-        groups, width = new_groups, len(rows)
-    out = [{}] + [g[0] for g in groups]
-    layers.append(Linear(_matrix(out, width), np.zeros(len(out))))
-    return net.then(layers, "spec"), 0
-
-
-def _matrix(rows: list[dict], width: int) -> np.ndarray:
-    W = np.zeros((len(rows), width))
-    for r, combo in enumerate(rows):
-        for k, w in combo.items():
-            W[r, k] += w
-    return W
-
-
 def load_vnnlib(path, net) -> VnnlibProperty:
     """Read a VNN-LIB file for ``net`` (a Network or anything ``load_network`` accepts)."""
     from ...network.load import load_network
@@ -150,7 +98,7 @@ def load_vnnlib(path, net) -> VnnlibProperty:
     if spec.n_outputs != net.n_classes:
         raise InputError(f"{spec.path}: declares {spec.n_outputs} outputs Y_j, but the network has {net.n_classes}")
     threat = spec.threat(net.input_shape)
-    target, label = spec_network(net, spec.output)
+    target, label = reduce_to_label(net, spec.output)
     stats = {"members": len(spec.lo), "output_disjuncts": len(spec.output.disjuncts),
              "reduction": "label" if target is net else f"{len(target.layers) - len(net.layers)} appended layer(s)"}
     return VnnlibProperty(spec, net, threat, threat.reference, target, label, stats)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from .spec import Atom, OutputSpec, VnnlibSpec
+from ...properties import Atom, OutputSpec
+from .spec import VnnlibSpec
 
 MAX_BOX_ENTRIES = 20_000_000  # members x inputs of a parsed input set (the boxes are held as K x n arrays)
 MAX_OUTPUT_DISJUNCTS = 10_000  # disjuncts of the output property after distributing its asserts

@@ -8,7 +8,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...threats import DEFAULT_DOMAIN, Threat
-from .spec import Atom, OutputSpec
+from ...properties import Atom, OutputSpec
 
 MAX_BOUNDS = 1_000_000  # bounds (two per free input per member) one written file may hold: ~35 MB of text
 
