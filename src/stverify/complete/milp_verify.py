@@ -38,10 +38,9 @@ from ..replay import margin_at, replay
 from ..result import VerifyResult
 from ..stbp_hybrid.certify import certify
 from ..threats import DEFAULT_DOMAIN
+from .big_m import BOUND_SOURCES
 from .lp_tighten import tighten
 
-BOUND_SOURCES = {"naive": ("ibp", "box"), "stbp": ("crown", "threat"), "stbp-alpha": ("alpha-crown", "threat"),
-                 "lp": ("crown", "threat")}
 
 
 @dataclass

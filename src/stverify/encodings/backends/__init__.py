@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import InputError
-from ..milp import relax_negligible
 
 SOLVERS = ("scip", "highs", "gurobi")
 STATUSES = ("optimal", "infeasible", "bound_reached", "feasible", "timeout", "error")
@@ -46,6 +45,8 @@ def solve(model, objective, solver: str = "scip", *, time_limit: float | None = 
     """Minimise ``objective`` over ``model`` with ``solver`` (see the module docstring)."""
     if solver not in SOLVERS:
         raise InputError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")
+    from ..milp import relax_negligible  # (scipy.sparse: not needed to list the solvers)
+
     relaxed = relax_negligible(model)
     return importlib.import_module(f".{solver}", __name__).solve(
         relaxed.model, relaxed.objective(objective), time_limit=time_limit, threads=threads, early_stop=early_stop)
