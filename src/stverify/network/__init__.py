@@ -1,11 +1,12 @@
-"""Layer IR, importers (torch, ONNX) and the float64 reference execution."""
-from .errors import UnsupportedLayerError, UnsupportedOperatorError
-from .from_onnx import from_onnx
-from .from_torch import from_torch
-from .layers import AvgPool3d, Conv3d, Flatten, Layer, Linear, MaxPool3d, Network, ReLU, fold_batchnorm
-from .load import load_network
+"""Layer IR, importers (torch, ONNX) and the float64 reference execution.
 
-__all__ = [
-    "AvgPool3d", "Conv3d", "Flatten", "Layer", "Linear", "MaxPool3d", "Network", "ReLU", "UnsupportedLayerError",
-    "UnsupportedOperatorError", "fold_batchnorm", "from_onnx", "from_torch", "load_network",
-]
+The names are imported on first use (``stverify.lazy``): ``network.layers`` needs numpy only,
+the importers torch and onnx."""
+from ..lazy import lazy_package
+
+__all__ = lazy_package(__name__, {
+    **dict.fromkeys(("UnsupportedLayerError", "UnsupportedOperatorError"), ".errors"),
+    "from_onnx": ".from_onnx", "from_torch": ".from_torch", "load_network": ".load",
+    **dict.fromkeys(("AvgPool3d", "Conv3d", "Flatten", "Layer", "Linear", "MaxPool3d", "Network", "ReLU",
+                     "fold_batchnorm"), ".layers"),
+})
