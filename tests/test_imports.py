@@ -36,3 +36,25 @@ def test_public_names_resolve():
     assert callable(audit)
     with pytest.raises(AttributeError):
         sv.no_such_name  # noqa: B018
+
+
+def test_first_stbp_call_imports_nothing():
+    """The first STBP call of a process (every threat kind) imports no library module: such imports
+    cost it up to a second (``torch.unravel_index`` loaded sympy and torch's symbolic shapes)."""
+    code = """
+import sys
+import numpy as np
+from stverify.network import Conv3d, Flatten, Linear, Network, ReLU
+from stverify.verify import verify
+rng = np.random.default_rng(0)
+net = Network([Conv3d(rng.normal(size=(3, 1, 2, 3, 3)), np.zeros(3), (1, 1, 1), (0, 0, 0)), ReLU(), Flatten(),
+               Linear(rng.normal(size=(2, 3 * 3 * 4 * 4)), np.zeros(2))], (1, 4, 6, 6))
+x = rng.uniform(size=(1, 4, 6, 6))
+y = int(net.predict(x))
+before = set(sys.modules)
+for threat in ("anyframes:k=1,eps=0.05", "anypatch:eps=0.05,len=2,h=2,w=2", "linf:eps=0.01"):
+    verify(net, x, y, threat, method="stbp")
+print(' '.join(sorted(set(sys.modules) - before)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert [m for m in out if not m.startswith("stverify.")] == []
