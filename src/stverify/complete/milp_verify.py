@@ -15,10 +15,14 @@ exact concretisation over the threat set), ``stbp-alpha`` (its margins by alpha-
 
 Reported numbers: ``margin_lb`` = min over j of the best sound lower bound of min m_j (the
 certificate's, or the solver's dual bound less its tolerance ``solver_margin``: solvers are
-exact only up to it); ``margin_ub`` = the float64 margin at the best solver point that lies in
-the set (for ``falsified``: the replayed counterexample's); ``stats["optimal"]`` is True only when
-``optimal=True`` and every solve ended proven optimal, else ``stats["gap"]`` = margin_ub - margin_lb.
-``timeout`` covers the certificate, LP tightening, the encoding, building the solver models and
+exact only up to it); ``margin_ub`` = the float64 margin at the best point of the set found: for
+``falsified``, the reported counterexample's (the replayed one with the lowest margin), else the
+lowest over the solvers' points.  ``stats["gap"]`` = margin_ub - margin_lb (inf without a point):
+the minimum lies in [margin_lb, margin_ub], which are never closer than the solver tolerance;
+``stats["optimal"]`` is True only when ``optimal=True`` and every solve ended proven optimal (to
+the solvers' tolerances: the gap says how close margin_ub is to the minimum).  The solver's model
+is built once and minimised for one competitor after another.
+``timeout`` covers the certificate, LP tightening, the encoding, building the solver's model and
 solving (``deadline``).
 """
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 
 from .. import tolerances
 from ..deadline import DeadlineExceeded, left, of as deadline_of, passed
-from ..encodings.backends import SOLVERS, SolverError, solve
+from ..encodings.backends import SOLVERS, SolverError, load, solve
 from ..encodings.milp import encode
 from ..errors import InputError
 from ..replay import margin_at, replay
@@ -49,28 +53,32 @@ class Outcome:
 
     status: str  # verified | falsified | unknown | timeout
     bound: float  # a sound lower bound of min m_j: the solver's dual bound less its tolerance (-inf if none)
-    point: np.ndarray | None = None
+    point: np.ndarray | None = None  # for falsified: the replayed counterexample
     message: str = ""
     stats: dict = field(default_factory=dict)
-    upper: float = math.inf  # the float64 margin at the best solver point in the set (an upper bound of the minimum)
+    upper: float = math.inf  # the float64 margin at the best point of the set found (falsified: at ``point``)
     optimal: bool = False  # the solver proved its minimum (status optimal)
 
 
-def _solve(model, obj, solver, deadline, threads, early_stop, log):
-    r = solve(model, obj, solver, time_limit=left(deadline), threads=threads, early_stop=early_stop)
+def _log(r, log: list) -> None:
     log.append({"status": r.status, "objective": r.objective, "bound": r.bound,
                 **{k: r.stats[k] for k in ("nodes", "build_s", "solve_s")}})
-    return r
 
 
 def decide(net, x, y, threat, enc, j, solver="scip", deadline=math.inf, threads=1, optimal=False,
-           domain=DEFAULT_DOMAIN) -> Outcome:
-    """The sign of min m_j over the threat set (see the module docstring)."""
+           domain=DEFAULT_DOMAIN, loaded=None) -> Outcome:
+    """The sign of min m_j over the threat set (see the module docstring).  ``loaded``: the
+    encoding's model already built in ``solver`` (``backends.load``), else it is built here."""
     obj = enc.objective(y, j)
     tol = tolerances.solver_margin(obj.scale(enc.model.lb, enc.model.ub))
     log: list[dict] = []
-    r = _solve(enc.model, obj, solver, deadline, threads, None if optimal else (-tol, tol), log)
     stats = {"tol": tol, "solves": log}
+    early = None if optimal else (-tol, tol)
+    if loaded is None:
+        r = solve(enc.model, obj, solver, time_limit=left(deadline), threads=threads, early_stop=early)
+    else:
+        r = loaded.minimise(obj, time_limit=left(deadline), early_stop=early)
+    _log(r, log)
     if r.status in ("infeasible", "error"):  # x0 is feasible: an infeasible model means numerical trouble
         return Outcome("unknown", -math.inf, None, f"class {j}: {solver} stopped with status {r.stats['raw_status']}",
                        stats)
@@ -90,13 +98,14 @@ def decide(net, x, y, threat, enc, j, solver="scip", deadline=math.inf, threads=
         if rep.ok:
             return Outcome("falsified", bound, rep.point, f"class {j} beats class {y} at the counterexample "
                            f"(replayed margin {rep.margin64:.3g})", {**stats, "replay_margin": rep.margin64},
-                           min(rep.margin64, done["upper"]), done["optimal"])
+                           rep.margin64, done["optimal"])
         if k == tolerances.MILP_RETRIES:
             break
         delta = tolerances.MILP_RETRY_DELTA * 2 ** k
         model = enc.model.copy()
         model.add_row(nz, obj.coef[nz], hi=-delta - obj.const)  # m_j <= -delta
-        r = _solve(model, obj, solver, deadline, threads, (0.0, math.inf), log)
+        r = solve(model, obj, solver, time_limit=left(deadline), threads=threads, early_stop=(0.0, math.inf))
+        _log(r, log)
         if r.x is None:
             if r.status == "timeout":
                 return Outcome("timeout", bound, stats=stats, **done)
@@ -123,9 +132,7 @@ def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_
     proven = {j for j in others if lbs[j] > 0}
     todo = others if optimal else [j for j in others if j not in proven]
     stats = {"bounds": bounds, "bounds_s": cert.time_s, "proven_by_bounds": sorted(proven), "solver": solver,
-             "threads": threads, "optimal": False}
-    if optimal:
-        stats["gap"] = math.inf
+             "threads": threads, "optimal": False, "gap": math.inf}
 
     def result(status, point=None, message="", ub=None):
         return VerifyResult(status, "milp", time.perf_counter() - start, float(min(lbs[j] for j in others)), point,
@@ -147,11 +154,12 @@ def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_
                  unstable_relus=sum(enc.stats["unstable_per_layer"].values()))
     outcomes: dict[int, Outcome] = {}
     try:
+        loaded = load(enc.model, solver, deadline=deadline, threads=threads) if todo else None
         for j in todo:
-            if passed(deadline):
+            if loaded is None or passed(deadline):
                 o = Outcome("timeout", -math.inf, message="no time left")
             else:
-                o = decide(net, x, y, threat, enc, j, solver, deadline, threads, optimal, domain)
+                o = decide(net, x, y, threat, enc, j, solver, deadline, threads, optimal, domain, loaded)
             if j in proven and o.status in ("unknown", "timeout"):
                 o.status = "verified"  # the certificate's proof stands; the solver only had to find the optimum
             outcomes[j] = o
@@ -161,23 +169,27 @@ def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_
     except SolverError as e:
         return VerifyResult("error", "milp", time.perf_counter() - start, None, None, stats, str(e))
     solves = [s for o in outcomes.values() for s in o.stats.get("solves", [])]
-    uppers = [o.upper for o in outcomes.values() if math.isfinite(o.upper)]
-    ub = min(uppers) if uppers else None
+    falsified = [o for o in outcomes.values() if o.status == "falsified"]
+    if falsified:  # the best counterexample, and its margin
+        best = min(falsified, key=lambda o: o.upper)
+        point, ub = best.point, best.upper
+    else:
+        point, ub = None, min((o.upper for o in outcomes.values()), default=math.inf)
+    lb = float(min(lbs[j] for j in others))
     stats.update(nodes=sum(s["nodes"] for s in solves), build_s=sum(s["build_s"] for s in solves),
-                 solve_s=sum(s["solve_s"] for s in solves), margin_lb_per_class=lbs,
+                 solve_s=sum(s["solve_s"] for s in solves), margin_lb_per_class=lbs, gap=ub - lb,
                  competitors={j: {"status": o.status, "bound": o.bound, "upper": o.upper, "optimal": o.optimal,
                                   "message": o.message, **o.stats} for j, o in outcomes.items()})
     if optimal:
         stats["optimal"] = len(outcomes) == len(others) and all(o.optimal for o in outcomes.values())
-        if stats["optimal"]:
-            del stats["gap"]
-        else:
-            stats["gap"] = math.inf if ub is None else ub - float(min(lbs[j] for j in others))
-    for status in ("falsified", "unknown", "timeout"):
-        hit = {j: o for j, o in outcomes.items() if o.status == status}
+    ub = None if math.isinf(ub) else ub
+    if falsified:
+        return result("falsified", point, "; ".join(o.message for o in falsified), ub)
+    for status in ("unknown", "timeout"):
+        hit = sorted(j for j, o in outcomes.items() if o.status == status)
         if hit:
-            msg = "; ".join(o.message for o in hit.values() if o.message)
+            msg = "; ".join(outcomes[j].message for j in hit if outcomes[j].message)
             if status == "timeout":
-                msg = f"time limit ({timeout:.3g} s) reached deciding class(es) {sorted(hit)}"
-            return result(status, next(iter(hit.values())).point, msg, ub)
+                msg = f"time limit ({timeout:.3g} s) reached deciding class(es) {hit}"
+            return result(status, None, msg, ub)
     return result("verified", ub=ub)
