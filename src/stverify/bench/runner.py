@@ -87,7 +87,9 @@ def run_isolated(task: Task, net) -> tuple[dict, np.ndarray | None]:
     """Run one instance in a fresh process with a hard kill at timeout + grace: (results line, counterexample)."""
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(task, net, send), daemon=True)
+    # not daemonic: it may start children of its own (a solver or z3 process killed at its deadline); it is
+    # killed below, or by _kill_live
+    proc = ctx.Process(target=_child, args=(task, net, send), daemon=False)
     limit = task.call["timeout"] + task.grace
     started = _now()
     proc.start()  # returns once the process exists (the first call also waits for the forkserver)

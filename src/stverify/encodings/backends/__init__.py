@@ -24,6 +24,7 @@ from ...deadline import left, of as deadline_of
 from ...errors import InputError
 
 SOLVERS = ("scip", "highs", "gurobi")
+ISOLATE_VARS = 10_000  # models this big are solved in a child process killed at the deadline (``load``)
 STATUSES = ("optimal", "infeasible", "bound_reached", "feasible", "timeout", "error")
 
 
@@ -67,12 +68,21 @@ def _adapter(solver: str):
     return importlib.import_module(f".{solver}", __name__)
 
 
-def load(model, solver: str = "scip", *, deadline: float = math.inf, threads: int = 1) -> Loaded | None:
+def load(model, solver: str = "scip", *, deadline: float = math.inf, threads: int = 1,
+         isolate: bool | None = None) -> Loaded | None:
     """``model`` built in ``solver``; None when ``deadline`` (a ``time.perf_counter()`` instant)
-    passes while it is built."""
+    passes while it is built.  ``isolate``: build and solve it in a child process killed at the
+    deadline (``isolated``); by default, for a model of ISOLATE_VARS variables or more under a
+    deadline, where a child can be started (small models stay in-process: a fork costs ~15 ms)."""
     from ..milp import relax_negligible  # (scipy.sparse: not needed to list the solvers)
+    from .isolated import Isolated, available
 
     adapter = _adapter(solver)
+    if isolate is None:
+        isolate = not math.isinf(deadline) and model.n_vars >= ISOLATE_VARS and available()
+    if isolate:
+        served = Isolated(model, solver, deadline, threads)
+        return served if served.built else None
     start = time.perf_counter()
     relaxed = relax_negligible(model)
     built = adapter.load(relaxed.model, deadline, threads) if time.perf_counter() < deadline else None
