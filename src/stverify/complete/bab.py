@@ -31,7 +31,7 @@ import heapq
 import itertools
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -43,13 +43,13 @@ from ..encodings.milp import encode
 from ..result import VerifyResult
 from ..stbp_hybrid.certify import certify_batch, make_support, torch_layers
 from ..stbp_hybrid.propagate import backward, relu_relaxation, spec_matrix
-from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Frames, Threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Threat
 from .attack import attack
 from .milp_verify import decide
+from .partition import threat_children  # noqa: F401 - also this module's public name
 from ..errors import InputError
 from ..replay import margin_at, replay
 
-MAX_FRAME_CHILDREN = 64
 NODES_PER_PASS = 8  # open nodes branched together; their children are bounded in one batched pass
 INACTIVE_SLACK = 1e-9  # see _BaB.milp_bounds
 
@@ -64,29 +64,6 @@ class Node:
     lb: np.ndarray = field(compare=False)  # per class j: lower bound of logit_y - logit_j (+inf at y)
     bounds: list = field(compare=False)  # per layer input: (lo, hi) numpy boxes, phase constraints applied
     new_threat: bool = field(compare=False)
-
-
-def threat_children(threat: Threat, shape) -> list[Threat]:
-    """A partition of the threat set into smaller threats ([] when it is one box, or too many)."""
-    if isinstance(threat, AnyFrames) and 1 < threat.n_members(shape) <= MAX_FRAME_CHILDREN:
-        return [Frames(threat.eps, c) for c in itertools.combinations(range(shape[1]), threat.k)]
-    if isinstance(threat, AnyPatch):
-        p = threat.placements(shape)
-        starts = [np.unique(p[:, a]) for a in range(3)]
-        axis = int(np.argmax([len(s) for s in starts]))
-        if len(starts[axis]) == 1:
-            return []
-        size = (threat.len, threat.h, threat.w)
-        halves = np.array_split(starts[axis], 2)
-        area = [(int(s[0]), int(s[-1]) + size[a]) for a, s in enumerate(starts)]
-        out = []
-        for half in halves:
-            area[axis] = (int(half[0]), int(half[-1]) + size[axis])
-            out.append(replace(threat, area=tuple(v for pair in area for v in pair)))
-        return out
-    if isinstance(threat, Boxes) and len(threat.lo) > 1:
-        return [threat.subset(half) for half in np.array_split(np.arange(len(threat.lo)), 2)]
-    return []
 
 
 def n_choice_binaries(threat: Threat, shape) -> int:
