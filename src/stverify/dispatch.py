@@ -6,7 +6,9 @@ cross-check, ``complete.crosscheck``, which runs the others through ``run``), pl
 with ``register``.  ``run`` first checks the clean input: if the network already misclassifies x0,
 that point (which lies in every threat set) is the counterexample.  Complete methods then run a
 short attack (``complete.attack``, at most ATTACK_BUDGET_S or a tenth of the timeout) and report
-its replayed counterexample, if any, as ``falsified`` with ``stats["found_by"] = "attack"``.
+its replayed counterexample, if any, as ``falsified`` with ``stats["found_by"] = "attack"``; the
+attack is skipped when STBP (CROWN) already proves every competitor within that budget (no
+counterexample exists: on robust instances the attack was most of a small model's time).
 Either way ``margin_ub`` is the replayed margin of that point (an upper bound of the minimum
 margin) and ``margin_lb`` is None.
 """
@@ -22,6 +24,7 @@ from .complete.milp_verify import verify_milp
 from .complete.smt_verify import verify_smt
 from .replay import replay
 from .result import VerifyResult
+from .stbp_hybrid.certify import certify
 from .stbp_hybrid.methods import verify_box_crown, verify_box_ibp, verify_stbp
 
 ATTACK_BUDGET_S = 1.0
@@ -47,6 +50,11 @@ def attack_budget(timeout: float | None) -> float:
     return min(ATTACK_BUDGET_S, (timeout or math.inf) / 10)
 
 
+def _proven(net, x, y, threat, domain, deadline: float, device) -> bool:
+    """Whether STBP's bounds (CROWN, computed before ``deadline``) prove every competitor."""
+    return certify(net, x, y, threat, "crown", "threat", domain, device=device, deadline=deadline).verified
+
+
 def run(net, x, y, threat, method: str, timeout: float | None, domain, attack: bool = True, **options) -> VerifyResult:
     """``method`` on a validated instance (see the module docstring); ``time_s`` covers it all."""
     start = time.perf_counter()
@@ -55,7 +63,8 @@ def run(net, x, y, threat, method: str, timeout: float | None, domain, attack: b
         return VerifyResult("falsified", method, time.perf_counter() - start, None, clean.point,
                             {"found_by": "clean input"}, "the clean input is already misclassified",
                             margin_ub=clean.margin64)
-    if method in COMPLETE and attack:
+    if method in COMPLETE and attack and not _proven(net, x, y, threat, domain, start + attack_budget(timeout),
+                                                      options.get("device")):
         point = run_attack(net, x, y, threat, time_limit=attack_budget(timeout), domain=domain)
         if point is not None:
             margin = replay(net, x, y, threat, point, domain).margin64
