@@ -13,10 +13,11 @@ adds information).  Big-M sources: ``naive`` (IBP over the bounding box), ``stbp
 exact concretisation over the threat set), ``stbp-alpha`` (its margins by alpha-CROWN), ``lp``
 (``stbp`` then per-neuron LP tightening, see ``lp_tighten``).
 
-A union with few members (anyframes, anypatch) is split into at most MAX_PARTS parts
-(``threat_parts``), each with its own certificate (one batched pass) and MILP: exact, since the
-minimum over the set is the smallest over the parts, and with the parts' tighter big-M.  The
-instance is verified when every part is, falsified when one is.
+A union with few members (anyframes, anypatch) that the certificate over the whole set does not
+prove is split into at most MAX_PARTS parts (``threat_parts``), each with its own certificate
+(in one batched pass) and MILP: exact, since the minimum over the set
+is the smallest over the parts, and with the parts' tighter big-M.  The instance is verified
+when every part is (parts their certificate proves are not encoded), falsified when one is.
 
 Reported numbers: ``margin_lb`` = min over j of the best sound lower bound of min m_j (the
 certificate's, or the solver's dual bound less its tolerance ``solver_margin``: solvers are
@@ -45,13 +46,13 @@ from ..encodings.milp import encode
 from ..errors import InputError
 from ..replay import margin_at, replay
 from ..result import VerifyResult
-from ..stbp_hybrid.certify import certify_batch
+from ..stbp_hybrid.certify import certify, certify_batch
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch
 from .big_m import BOUND_SOURCES
 from .lp_tighten import tighten
 from .partition import threat_children
 
-MAX_PARTS = 16
+MAX_PARTS = 64  # (as many as bab's frame children: medmnist's 28 frames)
 
 
 
@@ -160,13 +161,16 @@ def threat_parts(threat, shape) -> list:
 
 
 def _solve_part(net, x, y, part: Part, others, bounds, solver, deadline, threads, optimal, domain,
-                lp_deadline) -> Part:
+                lp_deadline, encode_proven: bool) -> Part:
     """Encode ``part`` with the certificate's bounds and decide every class it leaves open (all of
-    them with ``optimal``), lowest bound first."""
+    them with ``optimal``), lowest bound first.  ``encode_proven``: encode it even when the
+    certificate proves every class (the MILP's size is reported)."""
     part.solved = True
     proven = {j for j in others if part.lbs[j] > 0}
     todo = [j for j in others if optimal or j not in proven]
-    try:  # (encoded even when the certificate proves every j: the MILP's size is reported)
+    if not (todo or encode_proven):
+        return part
+    try:
         if passed(deadline):
             raise DeadlineExceeded("time limit reached during the bounds")
         bnds = part.cert.bounds
@@ -204,18 +208,24 @@ def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_
     start = time.perf_counter()
     deadline = deadline_of(timeout, start)
     x = np.asarray(x, dtype=np.float64)
-    threats = threat_parts(threat, x.shape)
-    certs = certify_batch(net, x, y, [(t, None) for t in threats], *BOUND_SOURCES[bounds], domain, device=device,
-                          deadline=deadline)
+    relaxation, concretize = BOUND_SOURCES[bounds]
+    whole = certify(net, x, y, threat, relaxation, concretize, domain, device=device, deadline=deadline)
     others = [j for j in range(net.n_classes) if j != y]
-    parts = sorted((Part(t, c, c.margin_lb.copy()) for t, c in zip(threats, certs)), key=lambda p: min(p.lbs[others]))
-    stats = {"bounds": bounds, "bounds_s": certs[0].time_s, "solver": solver, "threads": threads, "optimal": False,
+    split = threat_parts(threat, x.shape)
+    parts = [Part(threat, whole, whole.margin_lb.copy())]
+    if len(split) > 1 and (optimal or not all(whole.margin_lb[j] > 0 for j in others)) and not passed(deadline):
+        certs = certify_batch(net, x, y, [(t, None) for t in split], relaxation, concretize, domain, device=device,
+                              deadline=deadline)
+        parts = sorted((Part(t, c, np.maximum(c.margin_lb, whole.margin_lb)) for t, c in zip(split, certs)),
+                       key=lambda p: min(p.lbs[others]))  # (a part's minimum is at least the whole set's)
+    stats = {"bounds": bounds, "bounds_s": time.perf_counter() - start, "solver": solver, "threads": threads, "optimal": False,
              "gap": math.inf, "parts": len(parts),
              "proven_by_bounds": [j for j in others if all(p.lbs[j] > 0 for p in parts)]}
     lp_deadline = time.perf_counter() + lp_share * (deadline - time.perf_counter())
     try:
         for part in parts:
-            _solve_part(net, x, y, part, others, bounds, solver, deadline, threads, optimal, domain, lp_deadline)
+            _solve_part(net, x, y, part, others, bounds, solver, deadline, threads, optimal, domain, lp_deadline,
+                        encode_proven=len(parts) == 1)
             if part.status(others) == "falsified" and not optimal:
                 break  # (the parts left keep their certificates' bounds)
     except SolverError as e:
