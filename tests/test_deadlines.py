@@ -93,3 +93,16 @@ def test_a_solver_that_overruns_its_time_limit_is_stopped_at_the_deadline(monkey
     start = time.perf_counter()
     res = sv.verify(net, x, 0, Linf(0.25), method="milp", solver=solver, timeout=2.0, attack=False)
     assert res.status == "timeout" and time.perf_counter() - start <= allowed(2.0), res.message
+
+
+def test_a_solver_process_that_dies_is_an_error_not_a_timeout(monkeypatch, torch_one_thread):
+    import os
+
+    from stverify.encodings import backends
+    from stverify.encodings.backends import scip
+
+    monkeypatch.setattr(backends, "ISOLATE_VARS", 0)
+    monkeypatch.setattr(scip.Loaded, "minimise", lambda self, objective, **_: os._exit(3))
+    net = Network([Flatten(), Linear([[1.0, 1.0], [0.0, 0.0]], [-0.51, 0.0])], (1, 1, 1, 2))
+    res = sv.verify(net, np.full((1, 1, 1, 2), 0.5), 0, Linf(0.25), method="milp", timeout=20.0, attack=False)
+    assert res.status == "error" and "died (exit code 3)" in res.message

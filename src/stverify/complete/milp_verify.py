@@ -251,7 +251,7 @@ def _result(parts: list[Part], others, stats: dict, optimal: bool, timeout, star
             stats[key] = sum(e[key] for e in encoded)
         stats["n_binaries"] = {k: sum(e["n_binaries"][k] for e in encoded) for k in encoded[0]["n_binaries"]}
         stats["unstable_per_layer"] = {i: sum(e["unstable_per_layer"].get(i, 0) for e in encoded)
-                                       for i in encoded[0]["unstable_per_layer"]}
+                                       for i in sorted({i for e in encoded for i in e["unstable_per_layer"]})}
         stats["big_m"] = max((e["big_m"] for e in encoded), key=lambda m: m["max_u"])
         stats.update(binaries=sum(stats["n_binaries"].values()), unstable_relus=sum(stats["unstable_per_layer"].values()))
     if any("lp" in p.stats for p in parts):

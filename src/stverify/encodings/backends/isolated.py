@@ -58,19 +58,19 @@ class Isolated:
 
     def _answer(self):
         """The child's next message; None (and the child killed) when none comes in time."""
-        if self._proc is not None:
-            wait = None if math.isinf(self.deadline) else max(self.deadline + GRACE_S - time.perf_counter(), 0.0)
-            try:
-                if self._conn.poll(wait):
-                    got = self._conn.recv()
-                    if isinstance(got, SolverError):
-                        self.close()
-                        raise got
-                    return got
-            except EOFError:
-                pass
+        if self._proc is None:
+            return None
+        wait = None if math.isinf(self.deadline) else max(self.deadline + GRACE_S - time.perf_counter(), 0.0)
+        try:
+            got = self._conn.recv() if self._conn.poll(wait) else None
+        except EOFError:
+            self._proc.join()
+            got = SolverError(f"the {self.solver} process died (exit code {self._proc.exitcode})")
+        if got is None or isinstance(got, SolverError):
             self.close()
-        return None
+        if isinstance(got, SolverError):
+            raise got
+        return got
 
     def minimise(self, objective, *, time_limit=None, early_stop=None):
         if self._proc is not None:
