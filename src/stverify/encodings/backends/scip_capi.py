@@ -47,9 +47,8 @@ def _scip_pointer(m: pyscipopt.Model) -> int:
     return get(m.to_ptr(False), b"scip")
 
 
-def _ok(code: int, what: str) -> None:
-    if code != SCIP_OKAY:
-        raise RuntimeError(f"SCIP {what} failed with return code {code}")
+def _failed(what: str):
+    return RuntimeError(f"SCIP's {what} failed (SCIP_RETCODE not SCIP_OKAY)")
 
 
 def add_model(m: pyscipopt.Model, model, deadline: float = math.inf) -> list | None:
@@ -60,28 +59,30 @@ def add_model(m: pyscipopt.Model, model, deadline: float = math.inf) -> list | N
     inf = lib.SCIPinfinity(scip)
     lb, ub = (np.clip(b, -inf, inf).tolist() for b in (model.lb, model.ub))
     kinds = np.where(model.is_binary, BINARY, CONTINUOUS).tolist()
-    ptrs = np.zeros(model.n_vars, dtype=np.uintp)
+    ptrs = [0] * model.n_vars
     obj = _P()
     ref = ctypes.byref(obj)
+    create, add, release = lib.SCIPcreateVarBasic, lib.SCIPaddVar, lib.SCIPreleaseVar
     for k in range(model.n_vars):
         if k % CHECK_EVERY == 0 and time.perf_counter() >= deadline:
             return None
-        _ok(lib.SCIPcreateVarBasic(scip, ref, b"", lb[k], ub[k], 0.0, kinds[k]), "SCIPcreateVarBasic")
-        _ok(lib.SCIPaddVar(scip, obj), "SCIPaddVar")
+        if create(scip, ref, b"", lb[k], ub[k], 0.0, kinds[k]) != SCIP_OKAY or add(scip, obj) != SCIP_OKAY:
+            raise _failed("SCIPcreateVarBasic / SCIPaddVar")
         ptrs[k] = obj.value
-        _ok(lib.SCIPreleaseVar(scip, ref), "SCIPreleaseVar")
+        release(scip, ref)
     A = model.to_csr()
-    row_vars, vals = ptrs[A.indices], np.ascontiguousarray(A.data, dtype=np.float64)
+    row_vars, vals = np.array(ptrs, dtype=np.uintp)[A.indices], np.ascontiguousarray(A.data, dtype=np.float64)
     vbase, vstep, dbase, dstep = row_vars.ctypes.data, row_vars.itemsize, vals.ctypes.data, vals.itemsize
     start = A.indptr.tolist()
     lo, hi = (np.clip(b, -inf, inf).tolist() for b in (model.row_lo, model.row_hi))
+    create, add, release = lib.SCIPcreateConsBasicLinear, lib.SCIPaddCons, lib.SCIPreleaseCons
     for r in range(A.shape[0]):
         if r % CHECK_EVERY == 0 and time.perf_counter() >= deadline:
             return None
         s, e = start[r], start[r + 1]
-        _ok(lib.SCIPcreateConsBasicLinear(scip, ref, b"", e - s, vbase + vstep * s, dbase + dstep * s, lo[r], hi[r]),
-            "SCIPcreateConsBasicLinear")
-        _ok(lib.SCIPaddCons(scip, obj), "SCIPaddCons")
-        _ok(lib.SCIPreleaseCons(scip, ref), "SCIPreleaseCons")
+        if (create(scip, ref, b"", e - s, vbase + vstep * s, dbase + dstep * s, lo[r], hi[r]) != SCIP_OKAY
+                or add(scip, obj) != SCIP_OKAY):
+            raise _failed("SCIPcreateConsBasicLinear / SCIPaddCons")
+        release(scip, ref)
     by_pointer = {v.ptr(): v for v in m.getVars()}  # (SCIP orders them by type)
-    return [by_pointer[p] for p in ptrs.tolist()]
+    return [by_pointer[p] for p in ptrs]
