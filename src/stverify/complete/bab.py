@@ -96,9 +96,11 @@ def relu_scores(layers, bounds, S: torch.Tensor) -> tuple[dict[int, torch.Tensor
 
 
 class _BaB:
-    def __init__(self, net, x, y, threat, deadline, domain, solver, leaf_binaries, attack_share, device=None):
+    def __init__(self, net, x, y, threat, deadline, domain, solver, leaf_binaries, attack_share, device=None,
+                 root_attack=0.0):
         self.net, self.x, self.y, self.threat, self.deadline, self.domain = net, x, y, threat, deadline, domain
         self.solver, self.leaf_binaries, self.attack_share, self.device = solver, leaf_binaries, attack_share, device
+        self.root_attack = root_attack
         self.layers = torch_layers(net)
         self.relus = [i for i, layer in enumerate(self.layers) if isinstance(layer, nn.ReLU)]
         self.others = [j for j in range(net.n_classes) if j != y]
@@ -251,6 +253,14 @@ class _BaB:
         parts left undecided."""
         queue = self.bound([(self.threat, {}, 0, np.full(self.net.n_classes, -math.inf), False)],
                            ahead=threat_children(self.threat, self.x.shape))
+        if queue and self.root_attack > 0:  # the root's bound leaves it open: the attack on the whole set
+            t = time.perf_counter()
+            p = attack(self.net, self.x, self.y, self.threat, time_limit=min(self.root_attack, self.deadline - t),
+                       domain=self.domain)
+            self.stats["attacks"] += 1
+            self.stats["attack_s"] += time.perf_counter() - t
+            if p is not None:
+                return "falsified", p, "found by the attack on the whole set, before branching"
         undecided: list[str] = []
         while queue:
             popped = [heapq.heappop(queue) for _ in range(min(NODES_PER_PASS, len(queue)))]  # lowest bounds first
@@ -290,16 +300,19 @@ class _BaB:
 
 
 def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_DOMAIN, solver: str = "scip",
-               leaf_binaries: int = 30, attack_share: float = 0.1, device=None, **_) -> VerifyResult:
+               leaf_binaries: int = 30, attack_share: float = 0.1, device=None, root_attack: float = 0.0,
+               **_) -> VerifyResult:
     """Complete verification by branch-and-bound (module docstring).  ``leaf_binaries``: nodes
     with at most this many binaries go to the MILP; ``attack_share``: the share of the time that
-    node attacks may use; ``device``: the torch device of the node bounds."""
+    node attacks may use; ``device``: the torch device of the node bounds; ``root_attack``: seconds
+    for an attack on the whole set once the root's bound leaves it open (verify() hands bab its
+    attack this way, so that the root is not bounded twice)."""
     if solver not in SOLVERS:
         raise InputError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")
     start = time.perf_counter()
     deadline = deadline_of(timeout, start)
     bab = _BaB(net, np.asarray(x, dtype=np.float64), int(y), threat, deadline, domain, solver, leaf_binaries, attack_share,
-               device)
+               device, root_attack)
     try:
         status, point, msg = bab.run()
     except SolverError as e:
