@@ -71,9 +71,11 @@ def test_no_attack_before_a_complete_method_when_stbp_proves_the_instance(monkey
     model's time on robust instances) is skipped there, and runs where STBP does not prove it."""
     import stverify as sv
     from stverify import dispatch
+    from stverify.complete import bab
 
     calls = []
     monkeypatch.setattr(dispatch, "run_attack", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(bab, "attack", lambda *a, **k: calls.append(1))  # bab attacks after its own root bound
     w = np.ones((1, 1, 1, 2))
     for bias, attacked in ((-0.4, False), (-0.9, True)):  # min margin over [0.25, 0.75]^2: 0.1 (proven), -0.4
         calls.clear()

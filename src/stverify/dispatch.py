@@ -8,12 +8,15 @@ that point (which lies in every threat set) is the counterexample.  Complete met
 short attack (``complete.attack``, at most ATTACK_BUDGET_S or a tenth of the timeout) and report
 its replayed counterexample, if any, as ``falsified`` with ``stats["found_by"] = "attack"``; the
 attack is skipped when STBP (CROWN) already proves every competitor within that budget (no
-counterexample exists: on robust instances the attack was most of a small model's time).
+counterexample exists: on robust instances the attack was most of a small model's time).  A
+method that takes ``root_attack`` (``bab``) runs the attack itself, once its own first bound leaves
+the instance open, so that the same bound is not computed twice.
 Either way ``margin_ub`` is the replayed margin of that point (an upper bound of the minimum
 margin) and ``margin_lb`` is None.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from typing import Callable
@@ -28,6 +31,7 @@ from .stbp_hybrid.certify import certify
 from .stbp_hybrid.methods import verify_box_crown, verify_box_ibp, verify_stbp
 
 ATTACK_BUDGET_S = 1.0
+ROOT_ATTACK = "root_attack"  # the option of a method that runs the attack after its own first bound
 COMPLETE = {"milp", "smt", "bab"}
 
 METHODS: dict[str, Callable[..., VerifyResult]] = {
@@ -63,8 +67,10 @@ def run(net, x, y, threat, method: str, timeout: float | None, domain, attack: b
         return VerifyResult("falsified", method, time.perf_counter() - start, None, clean.point,
                             {"found_by": "clean input"}, "the clean input is already misclassified",
                             margin_ub=clean.margin64)
-    if method in COMPLETE and attack and not _proven(net, x, y, threat, domain, start + attack_budget(timeout),
-                                                      options.get("device")):
+    if method in COMPLETE and attack and ROOT_ATTACK in inspect.signature(METHODS[method]).parameters:
+        options = {ROOT_ATTACK: attack_budget(timeout), **options}
+    elif method in COMPLETE and attack and not _proven(net, x, y, threat, domain, start + attack_budget(timeout),
+                                                        options.get("device")):
         point = run_attack(net, x, y, threat, time_limit=attack_budget(timeout), domain=domain)
         if point is not None:
             margin = replay(net, x, y, threat, point, domain).margin64
