@@ -51,6 +51,7 @@ from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch
 from .big_m import BOUND_SOURCES
 from .lp_tighten import tighten
 from .partition import threat_children
+from .preattack import falsify
 
 MAX_PARTS = 64  # (as many as bab's frame children: medmnist's 28 frames)
 
@@ -198,9 +199,10 @@ def _solve_part(net, x, y, part: Part, others, bounds, solver, deadline, threads
 
 def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_DOMAIN, solver: str = "scip",
                 bounds: str = "stbp", threads: int = 1, optimal: bool = False, lp_share: float = 0.5,
-                device=None, **_) -> VerifyResult:
+                device=None, root_attack: float = 0.0, **_) -> VerifyResult:
     """Complete verification (module docstring).  ``lp_share``: the share of the time left after
-    the certificate that LP tightening (``bounds="lp"``) may use."""
+    the certificate that LP tightening (``bounds="lp"``) may use; ``root_attack``: seconds of the
+    attack run when the certificate leaves the instance open (``preattack``)."""
     if solver not in SOLVERS:
         raise InputError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")
     if bounds not in BOUND_SOURCES:
@@ -211,6 +213,9 @@ def verify_milp(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_
     relaxation, concretize = BOUND_SOURCES[bounds]
     whole = certify(net, x, y, threat, relaxation, concretize, domain, device=device, deadline=deadline)
     others = [j for j in range(net.n_classes) if j != y]
+    if not all(whole.margin_lb[j] > 0 for j in others) and (
+            hit := falsify(net, x, y, threat, min(root_attack, deadline - time.perf_counter()), domain, "milp", start)):
+        return hit
     split = threat_parts(threat, x.shape)
     parts = [Part(threat, whole, whole.margin_lb.copy())]
     if len(split) > 1 and (optimal or not all(whole.margin_lb[j] > 0 for j in others)) and not passed(deadline):

@@ -32,6 +32,7 @@ from ..result import VerifyResult
 from ..stbp_hybrid.certify import certify
 from ..threats import DEFAULT_DOMAIN
 from ..replay import replay
+from .preattack import falsify
 
 # z3's own timeout ends this much before the hard deadline: max(Z3_EARLY_S, Z3_EARLY_FRAC * time left)
 Z3_EARLY_S, Z3_EARLY_FRAC = 0.2, 0.05
@@ -88,8 +89,9 @@ def run_query(query: smt.Query, timeout: float | None) -> dict:
 
 
 def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = True, domain=DEFAULT_DOMAIN,
-               device=None, **_) -> VerifyResult:
-    """Exact verification with z3 (module docstring)."""
+               device=None, root_attack: float = 0.0, **_) -> VerifyResult:
+    """Exact verification with z3 (module docstring); ``root_attack``: seconds of the attack run
+    when the STBP bounds (or, without lemmas, nothing) leave the instance open (``preattack``)."""
     start = time.perf_counter()
     deadline = deadline_of(timeout, start)
     x = np.asarray(x, dtype=np.float64)
@@ -111,6 +113,8 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
 
     if not todo:
         return result("verified", lb=max(margin_lb, 0.0), message="STBP proves every competitor; z3 was not needed")
+    if hit := falsify(net, x, y, threat, min(root_attack, deadline - time.perf_counter()), domain, "smt", start):
+        return hit
     if passed(deadline):
         return result("timeout", message=f"time limit ({_secs(timeout)}) reached during the STBP bounds")
     left = None if timeout is None else max(timeout - (time.perf_counter() - start), 0.0)
