@@ -47,6 +47,7 @@ from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Threat
 from .attack import attack
 from .milp_verify import decide
 from .partition import threat_children  # noqa: F401 - also this module's public name
+from .preattack import falsify
 from ..errors import InputError
 from ..replay import margin_at, replay
 
@@ -255,12 +256,13 @@ class _BaB:
                            ahead=threat_children(self.threat, self.x.shape))
         if queue and self.root_attack > 0:  # the root's bound leaves it open: the attack on the whole set
             t = time.perf_counter()
-            p = attack(self.net, self.x, self.y, self.threat, time_limit=min(self.root_attack, self.deadline - t),
-                       domain=self.domain)
+            hit = falsify(self.net, self.x, self.y, self.threat, min(self.root_attack, self.deadline - t), self.domain,
+                          "bab", t)
             self.stats["attacks"] += 1
             self.stats["attack_s"] += time.perf_counter() - t
-            if p is not None:
-                return "falsified", p, "found by the attack on the whole set, before branching"
+            if hit is not None:
+                self.stats["found_by"] = "attack"
+                return "falsified", hit.counterexample, hit.message
         undecided: list[str] = []
         while queue:
             popped = [heapq.heappop(queue) for _ in range(min(NODES_PER_PASS, len(queue)))]  # lowest bounds first
@@ -305,8 +307,7 @@ def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_D
     """Complete verification by branch-and-bound (module docstring).  ``leaf_binaries``: nodes
     with at most this many binaries go to the MILP; ``attack_share``: the share of the time that
     node attacks may use; ``device``: the torch device of the node bounds; ``root_attack``: seconds
-    for an attack on the whole set once the root's bound leaves it open (verify() hands bab its
-    attack this way, so that the root is not bounded twice)."""
+    of the attack on the whole set run when the root's bound leaves it open (``preattack``)."""
     if solver not in SOLVERS:
         raise InputError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")
     start = time.perf_counter()
