@@ -57,19 +57,18 @@ def _add(scip: int, create, add, release, args: list[list], deadline: float, wha
     slots = np.zeros(n, dtype=np.uintp)
     where = (slots.ctypes.data + slots.itemsize * np.arange(n, dtype=np.uint64)).tolist()
     for a in range(0, n, CHECK_EVERY):
-        if time.perf_counter() >= deadline:
-            for_release = [w for w, p in zip(where[:a], slots[:a].tolist()) if p]
-            list(map(release, repeat(scip, len(for_release)), for_release))
+        if time.perf_counter() >= deadline:  # (the blocks made so far belong to the problem: nothing to release)
             return None
         b = min(n, a + CHECK_EVERY)
         part = slice(a, b)
-        codes = list(map(create, repeat(scip, b - a), where[part], repeat(b"", b - a), *(c[part] for c in args)))
-        made = slots[part].tolist()
-        codes += map(add, repeat(scip, b - a), made)
-        list(map(release, repeat(scip, b - a), where[part]))  # (the problem keeps its own reference)
-        if any(c != SCIP_OKAY for c in codes):
+        if any(c != SCIP_OKAY for c in map(create, repeat(scip, b - a), where[part], repeat(b"", b - a),
+                                            *(c[part] for c in args))):
             raise RuntimeError(f"SCIP's {what} failed (SCIP_RETCODE not SCIP_OKAY)")
-        slots[part] = made
+        made = slots[part].tolist()
+        if any(c != SCIP_OKAY for c in map(add, repeat(scip, b - a), made)):
+            raise RuntimeError(f"SCIP's {what} failed (SCIP_RETCODE not SCIP_OKAY)")
+        list(map(release, repeat(scip, b - a), where[part]))  # (the problem keeps its own reference)
+        slots[part] = made  # (released slots read NULL)
     return slots.tolist()
 
 
