@@ -63,3 +63,21 @@ def test_patch_placement_by_saliency():
     p = attack(net, x, 0, threat)
     assert p is not None and threat.contains(x, p)
     assert np.argwhere(p[0] != x[0]).min(0).tolist() == [1, 7, 4]
+
+
+@pytest.mark.parametrize("method", ["milp", "smt", "bab"])
+def test_no_attack_before_a_complete_method_when_stbp_proves_the_instance(monkeypatch, method):
+    """A counterexample cannot exist where STBP proves every competitor: the attack (most of a small
+    model's time on robust instances) is skipped there, and runs where STBP does not prove it (each
+    method attacks after its own first bound, so that bound is not computed twice)."""
+    import stverify as sv
+    from stverify.complete import preattack
+
+    calls = []
+    monkeypatch.setattr(preattack, "attack", lambda *a, **k: calls.append(1))
+    w = np.ones((1, 1, 1, 2))
+    for bias, attacked in ((-0.4, False), (-0.9, True)):  # min margin over [0.25, 0.75]^2: 0.1 (proven), -0.4
+        calls.clear()
+        r = sv.verify(linear_net((1, 1, 1, 2), w, bias), np.full((1, 1, 1, 2), 0.5), 0, "linf:eps=0.25", method=method,
+                      timeout=10)
+        assert bool(calls) == attacked and r.status == ("falsified" if attacked else "verified"), (bias, r.message)

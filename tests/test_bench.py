@@ -27,6 +27,18 @@ def _nap(net, x, y, threat, seconds: float = 0.0, **_):
     return VerifyResult("unknown", "nap", seconds, message="napped")
 
 
+_COLD = [True]
+
+
+@register("cold")
+def _cold(net, x, y, threat, seconds: float = 0.0, **_):
+    """Test-only method: its first call in a process sleeps (a one-time cost), the later ones do not."""
+    if _COLD:
+        _COLD.pop()
+        time.sleep(seconds)
+    return VerifyResult("unknown", "cold", 0.0, message="warm")
+
+
 def _config(path: Path, methods: str, model="tiny_std", n=2, threats='kind = "linf"\neps = ["12/255"]', timeout=20,
             grace=5) -> Path:
     path.write_text(f"""timeout = {timeout}
@@ -122,3 +134,13 @@ def test_hard_timeout_kills_a_stuck_instance(tmp_path):
     [r] = read_results(tmp_path / "out" / "results.jsonl")
     assert r["status"] == "timeout" and "killed" in r["message"]
     assert 1.0 <= r["wall_s"] < 10 and time.monotonic() - start < 40
+
+
+def test_times_are_warm(tmp_path):
+    """time_s leaves out what only a process's first call pays (the runner's warm-up), wall_s not."""
+    cfg = load_config(_config(tmp_path / "bench.toml", _method("cold", "cold", "{seconds = 1.5}"), n=1))
+    run_bench(cfg, tmp_path / "out")
+    [r] = read_results(tmp_path / "out" / "results.jsonl")
+    assert r["status"] == "unknown" and r["time_s"] < 0.5 <= 1.5 <= r["warm_up_s"] <= r["wall_s"]
+    write_report(tmp_path / "out")
+    assert "warm: measured" in (tmp_path / "out" / "report.md").read_text()

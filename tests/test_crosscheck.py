@@ -109,3 +109,24 @@ def test_verify_all_reports_the_agreed_verdict(eps, expected):
     net, x, y, _ = falsifiable()
     res = sv.verify(net, x, y, Linf(eps), method="all", timeout=10, plain=True)
     assert res.status == expected and "smt-plain" in res.stats["methods"]
+
+
+def test_z3_is_stopped_once_the_others_have_decided(monkeypatch):
+    """--method all: z3 runs beside the other methods and is stopped once they have decided, instead
+    of being waited for until its time limit (a z3 that would take 60 s, simulated)."""
+    import time
+
+    from stverify.encodings import smt
+
+    def stuck(query, timeout, report=None):
+        time.sleep(60)
+
+    monkeypatch.setattr(smt, "solve", stuck)  # inherited by z3's (forked) child process
+    net, x, y, threat = falsifiable()
+    start = time.perf_counter()
+    res = sv.verify(net, x, y, threat, method="all", timeout=40)
+    assert res.status == "falsified" and time.perf_counter() - start < 10
+    row = res.stats["methods"]["smt"]
+    assert row["status"] == "unknown" and row["stats"]["cancelled"] is True and "stopped" in row["message"]
+    cc = sv.crosscheck(net, x, y, threat, timeout=3, stop_when_decided=False)  # on request, z3 has its full time
+    assert cc.results["smt"].status == "timeout"

@@ -8,6 +8,7 @@ asking for the optimum never un-proves a verified instance.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -78,7 +79,7 @@ def test_scip_and_highs_optima_bracket_each_other(torch_one_thread):
     threat = threat_of("anyframes", 0.1)
     res = {s: sv.verify(net, x, y, threat, method="milp", solver=s, optimal=True, attack=False) for s in ("scip", "highs")}
     for a in res.values():
-        assert a.stats["optimal"] is True and "gap" not in a.stats
+        assert a.stats["optimal"] is True and a.stats["gap"] == pytest.approx(a.margin_ub - a.margin_lb)
         for b in res.values():
             assert a.margin_lb <= b.margin_ub
         assert a.margin_ub - a.margin_lb <= 2 * max(c["tol"] for c in a.stats["competitors"].values()) + 1e-9
@@ -156,14 +157,21 @@ def test_optimal_is_claimed_only_when_the_solver_proved_it(monkeypatch, torch_on
     net = tiny_network(4)
     x = np.random.default_rng(4).uniform(0.1, 0.9, net.input_shape)
     y = int(net.predict(x))
-    real = milp_verify.solve
+    real = milp_verify.load
 
-    def cut(*args, **kwargs):
-        r = real(*args, **kwargs)
-        r.status = "timeout"
-        return r
+    def load_cut(*args, **kwargs):
+        loaded = real(*args, **kwargs)
+        minimise = loaded.minimise
 
-    monkeypatch.setattr(milp_verify, "solve", cut)
+        def cut(*a, **k):
+            r = minimise(*a, **k)
+            r.status = "timeout"
+            return r
+
+        loaded.minimise = cut
+        return loaded
+
+    monkeypatch.setattr(milp_verify, "load", load_cut)
     r = sv.verify(net, x, y, Linf(0.3), method="milp", optimal=True, attack=False)
     assert r.stats["optimal"] is False and r.stats["gap"] >= 0
     assert r.margin_ub is not None and r.margin_lb <= r.margin_ub
@@ -189,3 +197,39 @@ def test_method_all_reports_each_method_and_bounds_from_all_of_them(torch_one_th
     assert r.margin_lb == max(row["margin_lb"] for row in rows.values() if row["margin_lb"] is not None)
     assert r.margin_ub == min(row["margin_ub"] for row in rows.values() if row["margin_ub"] is not None)
     assert r.margin_lb <= r.margin_ub
+
+
+@pytest.mark.parametrize("solver", ["scip", "highs"])
+@pytest.mark.parametrize("seed,kind,eps", [(1, "linf", 0.3), (4, "anyframes", 0.3), (4, "linf", 0.3), (1, "anypatch", 0.3)])
+def test_a_milp_counterexample_has_margin_ub_and_is_the_best_found(seed, kind, eps, solver, torch_one_thread):
+    """falsified: margin_ub is the float64 margin at the reported counterexample, and no point the
+    MILP found (any competitor's) has a lower margin; with optimal=True too, and the gap is reported."""
+    net = tiny_network(seed)
+    x = np.random.default_rng(seed).uniform(0.1, 0.9, net.input_shape)
+    y = int(net.predict(x))
+    for optimal in (False, True):
+        r = sv.verify(net, x, y, threat_of(kind, eps), method="milp", solver=solver, optimal=optimal, attack=False)
+        assert r.status == "falsified"
+        assert r.margin_ub == margin(net, r.counterexample, y)
+        assert all(r.margin_ub <= c["upper"] for c in r.stats["competitors"].values())
+        assert r.stats["gap"] == pytest.approx(r.margin_ub - r.margin_lb)
+
+
+@pytest.mark.parametrize("solver", ["scip", "highs"])
+def test_a_counterexample_found_on_a_retry_reports_its_own_margin(monkeypatch, solver, torch_one_thread):
+    """When the solver's first point does not replay (simulated) and a retry finds another,
+    margin_ub is the margin at the counterexample reported, not at the rejected point."""
+    net = tiny_network(1)
+    x = np.random.default_rng(1).uniform(0.1, 0.9, net.input_shape)
+    y = int(net.predict(x))
+    real, seen = milp_verify.replay, []
+
+    def first_rejected(*args, **kwargs):
+        rep = real(*args, **kwargs)
+        seen.append(rep.margin64)
+        return dataclasses.replace(rep, ok=False, reason="rejected by the test") if len(seen) == 1 else rep
+
+    monkeypatch.setattr(milp_verify, "replay", first_rejected)
+    r = sv.verify(net, x, y, Linf(0.3), method="milp", solver=solver, attack=False)
+    assert r.status == "falsified" and len(seen) >= 2 and seen[0] != seen[-1]
+    assert r.margin_ub == margin(net, r.counterexample, y) == seen[-1]

@@ -231,7 +231,10 @@ def test_anyframes_as_one_disjunctive_file_gives_the_same_margins(tmp_path):
     prop = sv.load_vnnlib(tmp_path / "af.vnnlib", net)
     direct = sv.verify(net, x0, y, threat, method="milp", optimal=True, attack=False, timeout=60)
     parsed = prop.verify("milp", optimal=True, attack=False, timeout=60)
-    assert parsed.status == direct.status and parsed.margin_lb == pytest.approx(direct.margin_lb, abs=1e-6)
+    tol = sum(max(c["tol"] for c in r.stats["competitors"].values()) for r in (direct, parsed))
+    # (the same minimum; margin_lb is a solver's bound less its tolerance, which depends on the encoding: milp
+    # encodes the anyframes threat one part per frame pair, the disjunctive file as one union)
+    assert parsed.status == direct.status and parsed.margin_lb == pytest.approx(direct.margin_lb, abs=tol)
     assert parsed.stats["n_binaries"]["threat"] == 3  # one query, a binary per member
     for relaxation in ("ibp", "crown", "alpha-crown"):
         a = certify(net, x0, y, threat, relaxation).margin_lb

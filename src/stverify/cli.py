@@ -299,10 +299,12 @@ def cmd_train(args) -> int:
     return run(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .complete.milp_verify import BOUND_SOURCES
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every sub-command.  ``command``: the one about to run, when known; the
+    arguments of ``train`` (the zoo's model names, which need torch) are then defined for it only,
+    so that ``stverify --help`` and the other commands do not import torch to parse."""
+    from .complete.big_m import BOUND_SOURCES
     from .encodings.backends import SOLVERS
-    from .zoo.train import build_parser as train_parser
 
     p = Parser(prog="stverify", description="Exact and certified verification of 3D CNNs under spatio-temporal threat sets.",
                epilog="Exit codes: 0 done, 1 soundness violations found (report), 2 bad input, 3 internal error (a bug), "
@@ -339,7 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a zoo model (standard or IBP-certified)",
                        description="Train a zoo model on its generated dataset and write NAME.pt and manifest.json.")
-    train_parser(t)
+    if command in (None, "train"):
+        from .zoo.train import build_parser as train_parser
+
+        train_parser(t)
     t.set_defaults(func=cmd_train)
 
     for register in _extensions():
@@ -369,7 +374,7 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit code (module docstring)."""
     argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
-        args = build_parser().parse_args(glue_negative_domain(argv))
+        args = build_parser(next(iter(argv), "")).parse_args(glue_negative_domain(argv))
         return args.func(args)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2); an extension's SystemExit("message")
         if e.code is None or isinstance(e.code, int):

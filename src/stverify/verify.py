@@ -1,65 +1,29 @@
 """verify(): one entry point for every method, returning a VerifyResult.
 
-Methods (``METHODS``): the bound methods of ``stbp_hybrid.methods`` (``stbp``, ``box-ibp``,
-``box-crown``), the complete methods ``milp``, ``smt`` and ``bab`` (``complete/``), and ``all``
-(their cross-check).  No method module imports this one; plugins add methods with ``register``.
-verify() validates its arguments first (``validation``: the label in 0..n_classes-1, a finite
-input of the model's shape inside the domain, a threat that fits it, a positive timeout, options
-the method takes) and raises ``InputError`` for anything else.  Every method then checks the clean
-input: if the network already misclassifies x0, that point (which lies in every threat set) is the
-counterexample.  Complete methods then run a short attack (``complete.attack``, at most
-ATTACK_BUDGET_S or a tenth of the timeout) and report its replayed counterexample, if any, as
-``falsified`` with ``stats["found_by"] = "attack"``.  Either way ``margin_ub`` is the replayed
-margin of that point (an upper bound of the minimum margin) and ``margin_lb`` is None.
+Methods (``METHODS``): those of ``dispatch`` (``stbp``, ``box-ibp``, ``box-crown``, ``milp``,
+``smt``, ``bab`` and plugins' ``register``-ed ones), and ``all``, their cross-check
+(``complete.crosscheck``).  verify() validates its arguments first (``validation``: the label in
+0..n_classes-1, a finite input of the model's shape inside the domain, a threat that fits it, a
+positive timeout, options the method takes) and raises ``InputError`` for anything else; then
+``dispatch.run`` checks the clean input, runs the attack before a complete method, and the method.
 """
 from __future__ import annotations
 
 import inspect
-import math
-import time
-from typing import Callable
 
 import numpy as np
 
-from .complete.attack import attack as run_attack
-from .complete.bab import verify_bab
-from .complete.milp_verify import verify_milp
-from .complete.smt_verify import verify_smt
 from . import validation
+from .complete.crosscheck import verify_all
+from .dispatch import ATTACK_BUDGET_S, COMPLETE, METHODS, register, run  # noqa: F401 - ATTACK_BUDGET_S: public
 from .errors import InputError
-from .replay import replay
 from .result import VerifyResult
 from .stbp_hybrid.certify import RELAXATIONS
-from .stbp_hybrid.methods import verify_box_crown, verify_box_ibp, verify_stbp
 from .threats import DEFAULT_DOMAIN, Threat
 
-ATTACK_BUDGET_S = 1.0
-COMPLETE = {"milp", "smt", "bab"}
 COMMON_ARGS = {"net", "x", "y", "threat", "timeout", "domain"}  # passed by verify() itself
-
-
-def _verify_all(net, x, y, threat, timeout=None, domain=DEFAULT_DOMAIN, solver=None, solvers=None, plain=False,
-                bounds="stbp") -> VerifyResult:
-    """``method="all"``: the cross-check of every method (``complete.crosscheck``, which calls verify)."""
-    from .complete.crosscheck import verify_all
-
-    return verify_all(net, x, y, threat, timeout, domain, solver=solver, solvers=solvers, plain=plain, bounds=bounds)
-
-
-METHODS: dict[str, Callable[..., VerifyResult]] = {
-    "stbp": verify_stbp, "box-ibp": verify_box_ibp, "box-crown": verify_box_crown,
-    "milp": verify_milp, "smt": verify_smt, "bab": verify_bab, "all": _verify_all,
-}
+register("all")(verify_all)
 BUILTIN = frozenset(METHODS)
-
-
-def register(name: str):
-    """Add a method (for plugins, e.g. a bench config's ``plugins``): ``@register("name")``."""
-    def deco(fn):
-        METHODS[name] = fn
-        return fn
-
-    return deco
 
 
 def method_options(method: str) -> set[str] | None:
@@ -105,21 +69,4 @@ def verify(net, x: np.ndarray, y: int, threat: Threat | str, method: str = "stbp
     ``attack=False`` skips the attack before a complete method.
     """
     x, y, threat, timeout, domain = check_call(net, x, y, threat, method, timeout, domain, options)
-    start = time.perf_counter()
-    clean = replay(net, x, y, threat, x, domain)
-    if clean.ok:
-        return VerifyResult("falsified", method, time.perf_counter() - start, None, clean.point,
-                            {"found_by": "clean input"}, "the clean input is already misclassified",
-                            margin_ub=clean.margin64)
-    if method in COMPLETE and attack:
-        point = run_attack(net, x, y, threat, time_limit=min(ATTACK_BUDGET_S, (timeout or math.inf) / 10), domain=domain)
-        if point is not None:
-            margin = replay(net, x, y, threat, point, domain).margin64
-            return VerifyResult("falsified", method, time.perf_counter() - start, None, point,
-                                {"found_by": "attack", "threat": threat.spec()}, "found by the attack before the complete search",
-                                margin_ub=margin)
-        timeout = None if timeout is None else max(timeout - (time.perf_counter() - start), 0.0)
-    res = METHODS[method](net, x, y, threat, timeout=timeout, domain=domain, **options)
-    res.time_s = time.perf_counter() - start
-    res.stats.setdefault("threat", threat.spec())
-    return res
+    return run(net, x, y, threat, method, timeout, domain, attack, **options)

@@ -3,11 +3,14 @@ timeout, local workers or a dask.distributed cluster), a resumable JSONL store, 
 
     stverify bench CONFIG --out DIR [--workers N] [--dask tcp://host:8786] [--resume] [--data X.npz]
     stverify report DIR [--import NAME=results.csv ...] [--manifest PATH]
-"""
-from .config import Config, Task, default_threat, expand, load_config
-from .report import write_report
-from .runner import run_bench, run_isolated
-from .store import Store, read_results
 
-__all__ = ["Config", "Store", "Task", "default_threat", "expand", "load_config", "read_results", "run_bench",
-           "run_isolated", "write_report"]
+The names are imported on first use (``stverify.lazy``).
+"""
+from ..lazy import lazy_package
+
+__all__ = lazy_package(__name__, {
+    **dict.fromkeys(("Config", "Task", "default_threat", "expand", "load_config"), ".config"),
+    "write_report": ".report",
+    **dict.fromkeys(("run_bench", "run_isolated"), ".runner"),
+    **dict.fromkeys(("Store", "read_results"), ".store"),
+})

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 
 from ..threats import KINDS, parse_eps  # noqa: E402
 from .imported import is_imported  # noqa: E402
-from .report import is_complete  # noqa: E402
+from .methods import is_complete  # noqa: E402
 
 DECIDED = ("verified", "falsified")
 

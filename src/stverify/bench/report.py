@@ -27,19 +27,16 @@ from ..interchange.vnncomp import read_result
 from ..interchange.witness import WitnessCheck, check_witness
 from ..result import STATUSES
 from ..threats import KINDS, parse_eps, parse_threat
-from ..verify import COMPLETE as VERIFY_COMPLETE
 from .config import ModelSpec, data_path, load_config
 from .imported import import_results, is_imported
+from .methods import COMPLETE, is_complete
+from .plots import write_figures
+from .runner import WARM_UP_S
 from .store import instance_key, read_results
 
-COMPLETE = VERIFY_COMPLETE | {"all"}  # verify() methods that decide every instance, given time ("all": their cross-check)
 STBP = frozenset({"stbp"})
 VIOLATION_FIELDS = ("model", "split", "index", "threat", "why")
 BOUNDARY_FIELDS = ("model", "split", "index", "threat", "method", "margin_float64", "margin_float32", "tol")
-
-
-def is_complete(r: dict) -> bool:
-    return r["call"]["method"] in COMPLETE
 
 
 def latest(records: list[dict]) -> list[dict]:
@@ -251,8 +248,19 @@ STBP gap: instances that every STBP variant left undecided and a complete method
 
 ## Per method: counts and time
 
+{_timing_note(ran)}
+
 {per}
 """
+
+
+def _timing_note(ran: list[dict]) -> str:
+    """What the times of the tables measure (the runner's warm-up, ``bench.runner``)."""
+    note = "Times: time_s, the wall time of one verification (median and mean over the instances), "
+    if ran and all(r.get("warm_up_s") is not None for r in ran):
+        return note + ("warm: measured in its instance process after an untimed warm-up run of the same call "
+                       f"(timeout at most {WARM_UP_S:g} s), so a process's one-time costs are left out.")
+    return note + "as recorded; results without a warm-up include a fresh process's first-call costs."
 
 
 def with_imports(records: list[dict], imports, manifest=None) -> tuple[list[dict], list[dict]]:
@@ -275,8 +283,6 @@ def write_report(out, imports=(), manifest=None) -> dict:
 
     ``imports``: (name, results CSV) pairs of other tools' VNN-COMP results (``imported``), matched through
     ``manifest`` (default: the manifest.json beside each CSV)."""
-    from .plots import write_figures
-
     out = Path(out)
     records, sources = with_imports(latest(read_results(out / "results.jsonl")), imports, manifest)
     if not records:

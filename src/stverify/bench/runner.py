@@ -3,7 +3,11 @@ pool of N at a time or on a dask.distributed cluster; the driver appends every r
 
 Instance processes are forked from a forkserver that has imported stverify once (``spawn`` where
 fork is unavailable), so a fresh process per instance costs milliseconds, not the seconds of
-importing torch.
+importing torch.  Times are warm: an instance process first runs the same call with a timeout of
+at most WARM_UP_S (the warm-up, untimed), so that ``time_s``, the wall time of the verification
+itself, leaves out what only a process's first call pays (torch's first use of each kernel shape,
+lazy initialisation); the kill limit starts after the warm-up, and ``wall_s`` (the instance
+process's life) and ``warm_up_s`` include it.
 
 One run at a time per output directory: the driver holds an exclusive ``flock`` on OUT/.lock for
 the whole run, so a second runner on the same directory is refused (the lock dies with its
@@ -39,6 +43,7 @@ from .config import Config, Task, expand
 from .store import Store
 
 LOCK = ".lock"
+WARM_UP_S = 1.0
 STYLE = {"verified": "green", "falsified": "red", "unknown": "yellow", "timeout": "magenta", "error": "bold red"}
 _LIVE: set = set()  # instance processes running in this process (killed on Ctrl-C)
 _LIVE_LOCK = threading.Lock()
@@ -54,15 +59,20 @@ def _context():
 
 
 def _child(task: Task, net, conn) -> None:
-    """Instance process: verify and send back the VerifyResult (an ``error`` one if it raises)."""
+    """Instance process: the warm-up (module docstring), then verify; sends the warm-up's seconds,
+    then the VerifyResult (an ``error`` one if it raises)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it kills us
     torch.set_num_threads(task.threads)
     start = time.perf_counter()
     try:
         for module in task.plugins:
             importlib.import_module(module)
-        res = verify(net, task.x, task.label, task.threat, method=task.call["method"], timeout=task.call["timeout"],
-                     **task.call["options"])
+        run = functools.partial(verify, net, task.x, task.label, task.threat, method=task.call["method"],
+                                **task.call["options"])
+        run(timeout=min(task.call["timeout"], WARM_UP_S))
+        conn.send(time.perf_counter() - start)
+        start = time.perf_counter()
+        res = run(timeout=task.call["timeout"])
     except Exception as e:  # noqa: BLE001 - any failure of one instance is its result
         res = VerifyResult("error", task.call["method"], time.perf_counter() - start, None, None,
                            {"traceback": traceback.format_exc(limit=-4)}, f"{type(e).__name__}: {e}")
@@ -77,7 +87,9 @@ def run_isolated(task: Task, net) -> tuple[dict, np.ndarray | None]:
     """Run one instance in a fresh process with a hard kill at timeout + grace: (results line, counterexample)."""
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(task, net, send), daemon=True)
+    # not daemonic: it may start children of its own (a solver or z3 process killed at its deadline); it is
+    # killed below, or by _kill_live
+    proc = ctx.Process(target=_child, args=(task, net, send), daemon=False)
     limit = task.call["timeout"] + task.grace
     started = _now()
     proc.start()  # returns once the process exists (the first call also waits for the forkserver)
@@ -85,10 +97,14 @@ def run_isolated(task: Task, net) -> tuple[dict, np.ndarray | None]:
     with _LIVE_LOCK:
         _LIVE.add(proc)
     send.close()
-    res = None
+    res, warm_up = None, None
     try:
-        if recv.poll(limit):
-            res = recv.recv()
+        while res is None and recv.poll(limit if warm_up is None else limit - (time.perf_counter() - t0 - warm_up)):
+            got = recv.recv()
+            if isinstance(got, VerifyResult):
+                res = got
+            else:  # the warm-up is over: the limit starts now
+                warm_up = got
     except EOFError:  # the process died without a result
         pass
     finally:
@@ -109,7 +125,7 @@ def run_isolated(task: Task, net) -> tuple[dict, np.ndarray | None]:
     out["verifier"] = out.pop("method")
     out["counterexample"] = None
     return ({**task.record(), **out, "host": socket.gethostname(), "pid": proc.pid, "started": started,
-             "finished": _now(), "wall_s": wall}, res.counterexample)
+             "finished": _now(), "wall_s": wall, "warm_up_s": warm_up}, res.counterexample)
 
 
 def _kill_live() -> None:

@@ -31,7 +31,7 @@ import heapq
 import itertools
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -42,13 +42,14 @@ from ..encodings.milp import encode
 from ..result import VerifyResult
 from ..stbp_hybrid.certify import certify_batch, make_support, torch_layers
 from ..stbp_hybrid.propagate import backward, relu_relaxation, spec_matrix
-from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Frames, Threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Boxes, Threat
 from .attack import attack
 from .milp_verify import decide
+from .partition import threat_children  # noqa: F401 - also this module's public name
+from .preattack import falsify
 from ..errors import InputError
 from ..replay import margin_at, replay
 
-MAX_FRAME_CHILDREN = 64
 NODES_PER_PASS = 8  # open nodes branched together; their children are bounded in one batched pass
 INACTIVE_SLACK = 1e-9  # see _BaB.milp_bounds
 
@@ -63,29 +64,6 @@ class Node:
     lb: np.ndarray = field(compare=False)  # per class j: lower bound of logit_y - logit_j (+inf at y)
     bounds: list = field(compare=False)  # per tensor: (lo, hi) numpy boxes, phase constraints applied
     new_threat: bool = field(compare=False)
-
-
-def threat_children(threat: Threat, shape) -> list[Threat]:
-    """A partition of the threat set into smaller threats ([] when it is one box, or too many)."""
-    if isinstance(threat, AnyFrames) and 1 < threat.n_members(shape) <= MAX_FRAME_CHILDREN:
-        return [Frames(threat.eps, c) for c in itertools.combinations(range(shape[1]), threat.k)]
-    if isinstance(threat, AnyPatch):
-        p = threat.placements(shape)
-        starts = [np.unique(p[:, a]) for a in range(3)]
-        axis = int(np.argmax([len(s) for s in starts]))
-        if len(starts[axis]) == 1:
-            return []
-        size = (threat.len, threat.h, threat.w)
-        halves = np.array_split(starts[axis], 2)
-        area = [(int(s[0]), int(s[-1]) + size[a]) for a, s in enumerate(starts)]
-        out = []
-        for half in halves:
-            area[axis] = (int(half[0]), int(half[-1]) + size[axis])
-            out.append(replace(threat, area=tuple(v for pair in area for v in pair)))
-        return out
-    if isinstance(threat, Boxes) and len(threat.lo) > 1:
-        return [threat.subset(half) for half in np.array_split(np.arange(len(threat.lo)), 2)]
-    return []
 
 
 def n_choice_binaries(threat: Threat, shape) -> int:
@@ -121,9 +99,11 @@ def relu_scores(layers, bounds, S: torch.Tensor, relus: dict[int, int]) -> tuple
 
 
 class _BaB:
-    def __init__(self, net, x, y, threat, deadline, domain, solver, leaf_binaries, attack_share, device=None):
+    def __init__(self, net, x, y, threat, deadline, domain, solver, leaf_binaries, attack_share, device=None,
+                 root_attack=0.0):
         self.net, self.x, self.y, self.threat, self.deadline, self.domain = net, x, y, threat, deadline, domain
         self.solver, self.leaf_binaries, self.attack_share, self.device = solver, leaf_binaries, attack_share, device
+        self.root_attack = root_attack
         self.layers = torch_layers(net)
         self.relus = sorted(set(net.relu_inputs.values()))  # the tensors ReLUs read: where phases are split
         self.others = [j for j in range(net.n_classes) if j != y]
@@ -278,6 +258,15 @@ class _BaB:
         parts left undecided."""
         queue = self.bound([(self.threat, {}, 0, np.full(self.net.n_classes, -math.inf), False)],
                            ahead=threat_children(self.threat, self.x.shape))
+        if queue and self.root_attack > 0:  # the root's bound leaves it open: the attack on the whole set
+            t = time.perf_counter()
+            hit = falsify(self.net, self.x, self.y, self.threat, min(self.root_attack, self.deadline - t), self.domain,
+                          "bab", t)
+            self.stats["attacks"] += 1
+            self.stats["attack_s"] += time.perf_counter() - t
+            if hit is not None:
+                self.stats["found_by"] = "attack"
+                return "falsified", hit.counterexample, hit.message
         undecided: list[str] = []
         while queue:
             popped = [heapq.heappop(queue) for _ in range(min(NODES_PER_PASS, len(queue)))]  # lowest bounds first
@@ -317,16 +306,18 @@ class _BaB:
 
 
 def verify_bab(net, x, y, threat, timeout: float | None = 60.0, domain=DEFAULT_DOMAIN, solver: str = "scip",
-               leaf_binaries: int = 30, attack_share: float = 0.1, device=None, **_) -> VerifyResult:
+               leaf_binaries: int = 30, attack_share: float = 0.1, device=None, root_attack: float = 0.0,
+               **_) -> VerifyResult:
     """Complete verification by branch-and-bound (module docstring).  ``leaf_binaries``: nodes
     with at most this many binaries go to the MILP; ``attack_share``: the share of the time that
-    node attacks may use; ``device``: the torch device of the node bounds."""
+    node attacks may use; ``device``: the torch device of the node bounds; ``root_attack``: seconds
+    of the attack on the whole set run when the root's bound leaves it open (``preattack``)."""
     if solver not in SOLVERS:
         raise InputError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")
     start = time.perf_counter()
     deadline = deadline_of(timeout, start)
     bab = _BaB(net, np.asarray(x, dtype=np.float64), int(y), threat, deadline, domain, solver, leaf_binaries, attack_share,
-               device)
+               device, root_attack)
     try:
         status, point, msg = bab.run()
     except SolverError as e:

@@ -12,26 +12,31 @@ soundness failure
 each with everything needed to reproduce it (``CrossCheck.reproduce``, ``CrossCheck.save``).
 Complete methods run without verify()'s attack, so that each decides on its own; the attack runs
 once, as a row of its own.  ``plain=True`` adds SMT without STBP lemmas ("smt-plain"), the one
-referee that uses no STBP bound at all.
+referee that uses no STBP bound at all.  The SMT rows (z3 in a child process) run in threads
+beside the others, from the start, for the whole time; once the others have run and decided
+(a verdict of verified or falsified), z3 is stopped (``cancel``; its row ``unknown``, with
+``stats["cancelled"]``) rather than waited for (``stop_when_decided``).
 """
 from __future__ import annotations
 
 import pickle
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-from .. import validation
+from .. import cancel, validation
+from ..dispatch import attack_budget, run
 from ..encodings.backends import SOLVERS
+from ..replay import replay
 from ..result import VerifyResult
 from ..threats import DEFAULT_DOMAIN, Threat
-from ..verify import ATTACK_BUDGET_S, verify
 from .attack import attack
-from ..replay import replay
 
 MARGIN_CHECK_TOL = 1e-4
 OPTIONAL_SOLVERS = ("gurobi",)  # an error from these (licence, installation) means skipped, not failed
+BESIDE = ("smt",)  # methods run in threads beside the others and stopped once the verdict is known
 
 
 @dataclass
@@ -80,7 +85,7 @@ class CrossCheck:
 
 def _attack_row(net, x, y, threat, timeout, domain) -> VerifyResult:
     start = time.perf_counter()
-    point = attack(net, x, y, threat, time_limit=min(ATTACK_BUDGET_S, timeout / 10), domain=domain)  # as verify()
+    point = attack(net, x, y, threat, time_limit=attack_budget(timeout), domain=domain)  # as verify()
     if point is None:
         return VerifyResult("unknown", "attack", time.perf_counter() - start, message="no counterexample found")
     margin = replay(net, x, y, threat, point, domain).margin64
@@ -118,30 +123,46 @@ def _verdict(results) -> str:
     return "timeout" if statuses and statuses <= {"timeout"} else "unknown"
 
 
+def _row(net, x, y, threat, method, opts, timeout, domain) -> VerifyResult:
+    try:
+        return run(net, x, y, threat, method, timeout, domain, attack=False, **opts)
+    except Exception as e:  # noqa: BLE001 - a method that cannot run is recorded, not fatal
+        return VerifyResult("error", method, 0.0, message=f"{type(e).__name__}: {e}")
+
+
 def crosscheck(net, x, y, threat: Threat | str, timeout: float = 60.0, solvers=None, plain: bool = False,
-               domain=DEFAULT_DOMAIN, milp_bounds: str = "stbp", budget: float | None = None) -> CrossCheck:
+               domain=DEFAULT_DOMAIN, milp_bounds: str = "stbp", budget: float | None = None,
+               stop_when_decided: bool = True) -> CrossCheck:
     """Run every method on one instance and compare (module docstring).  ``solvers``: the MILP
     backends (default all); ``timeout``: seconds per method; ``budget``: seconds for all of them
-    instead (each row gets an equal share of the time left)."""
+    instead (each row run in turn gets an equal share of the time left; the rows beside them,
+    all of it)."""
     x, y, threat, _, domain = validation.instance(net, x, y, threat, timeout, domain)  # timeout: per method
     runs = [("stbp", "stbp", {})]
     runs += [(f"milp-{s}", "milp", {"solver": s, "bounds": milp_bounds}) for s in (solvers or SOLVERS)]
     runs += [("smt", "smt", {})] + ([("smt-plain", "smt", {"lemmas": False})] if plain else [])
+    in_turn = [r for r in runs if r[1] not in BESIDE]
     deadline = None if budget is None else time.perf_counter() + budget
 
     def share(rows_left: int) -> float:
         return timeout if deadline is None else max((deadline - time.perf_counter()) / rows_left, 1e-3)
 
-    results: dict[str, VerifyResult] = {"attack": _attack_row(net, x, y, threat, share(len(runs) + 1), domain)}
-    skipped = {}
-    for k, (name, method, opts) in enumerate(runs):
-        if deadline is not None and time.perf_counter() >= deadline:
-            results[name] = VerifyResult("timeout", method, 0.0, message=f"not run: the budget ({budget:.3g} s) is spent")
-            continue
-        try:
-            r = verify(net, x, y, threat, method, timeout=share(len(runs) - k), domain=domain, attack=False, **opts)
-        except Exception as e:  # noqa: BLE001 - a method that cannot run is recorded, not fatal
-            r = VerifyResult("error", method, 0.0, message=f"{type(e).__name__}: {e}")
+    got: dict[str, VerifyResult] = {"attack": _attack_row(net, x, y, threat, share(len(in_turn) + 1), domain)}
+    stop = threading.Event()
+    with ThreadPoolExecutor(max(1, len(runs) - len(in_turn))) as pool:
+        beside = {name: pool.submit(cancel.call_within, stop, _row, net, x, y, threat, method, opts, share(1), domain)
+                  for name, method, opts in runs if method in BESIDE}
+        for k, (name, method, opts) in enumerate(in_turn):
+            if deadline is not None and time.perf_counter() >= deadline:
+                got[name] = VerifyResult("timeout", method, 0.0, message=f"not run: the budget ({budget:.3g} s) is spent")
+            else:
+                got[name] = _row(net, x, y, threat, method, opts, share(len(in_turn) - k), domain)
+        if stop_when_decided and _verdict({k: r for k, r in got.items() if r.status != "error"}) in ("verified", "falsified"):
+            stop.set()
+        got.update({name: f.result() for name, f in beside.items()})
+    results, skipped = {"attack": got["attack"]}, {}
+    for name, method, opts in runs:
+        r = got[name]
         if r.status == "error" and opts.get("solver") in OPTIONAL_SOLVERS:
             skipped[name] = r.message
         else:

@@ -11,7 +11,9 @@ timeout, which is set a little earlier so that the child normally answers by its
   * sat    -> the model's input, rounded to float64, is replayed (``replay.replay``):
               ``falsified`` if it replays, else ``unknown`` (a tie or near-tie that z3 could not
               improve on: see ``smt.solve``; ``timeout`` if time ran out improving it);
-  * unknown, killed -> ``timeout`` (``unknown`` when z3 gives up for another reason).
+  * unknown, killed -> ``timeout`` (``unknown`` when z3 gives up for another reason);
+  * cancelled by the caller (``cancel``: the cross-check knows the verdict) -> ``unknown``, the
+    child killed, ``stats["cancelled"]`` True.
 ``margin_lb`` is the STBP bound (raised to 0 when verified), None for the plain encoding unless verified;
 ``margin_ub`` is the replayed margin of a counterexample.  ``timeout`` covers STBP and z3.
 """
@@ -23,15 +25,18 @@ import time
 import numpy as np
 import z3
 
+from .. import cancel
 from ..deadline import of as deadline_of, passed
 from ..encodings import smt
 from ..result import VerifyResult
 from ..stbp_hybrid.certify import certify
 from ..threats import DEFAULT_DOMAIN
 from ..replay import replay
+from .preattack import falsify
 
 # z3's own timeout ends this much before the hard deadline: max(Z3_EARLY_S, Z3_EARLY_FRAC * time left)
 Z3_EARLY_S, Z3_EARLY_FRAC = 0.2, 0.05
+CANCEL_POLL_S = 0.05  # how often the wait for z3 checks for cancellation
 
 
 def _secs(timeout) -> str:
@@ -49,7 +54,7 @@ def _child(query, timeout, conn):
 
 def run_query(query: smt.Query, timeout: float | None) -> dict:
     """``smt.solve`` in a child process killed after ``timeout`` seconds (status ``killed``, with
-    the encoding's statistics if it got that far).
+    the encoding's statistics if it got that far), or once ``cancel.requested()`` (``cancelled``).
 
     A daemonic process cannot have children; there the query runs in-process with z3's own
     timeout only (``hard_limit`` False)."""
@@ -64,12 +69,17 @@ def run_query(query: smt.Query, timeout: float | None) -> dict:
     send.close()
     msg = {"status": "killed", "reason": f"no answer after {_secs(timeout)}"}
     try:
-        while recv.poll(None if deadline is None else max(deadline - time.perf_counter(), 0.0)):
-            got = recv.recv()
-            if got["status"] != "encoded":
-                return {**got, "hard_limit": True}
-            msg["stats"] = got["stats"]
-        return {**msg, "hard_limit": True}
+        while True:
+            wait = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+            if recv.poll(CANCEL_POLL_S if wait is None else min(wait, CANCEL_POLL_S)):
+                got = recv.recv()
+                if got["status"] != "encoded":
+                    return {**got, "hard_limit": True}
+                msg["stats"] = got["stats"]
+            elif cancel.requested():
+                return {**msg, "status": "cancelled", "reason": "stopped by the caller", "hard_limit": True}
+            elif wait is not None and wait <= 0:
+                return {**msg, "hard_limit": True}
     except EOFError:
         return {"status": "error", "reason": f"the z3 process died (exit code {proc.exitcode})", "hard_limit": True}
     finally:
@@ -79,8 +89,9 @@ def run_query(query: smt.Query, timeout: float | None) -> dict:
 
 
 def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = True, domain=DEFAULT_DOMAIN,
-               device=None, **_) -> VerifyResult:
-    """Exact verification with z3 (module docstring)."""
+               device=None, root_attack: float = 0.0, **_) -> VerifyResult:
+    """Exact verification with z3 (module docstring); ``root_attack``: seconds of the attack run
+    when the STBP bounds (or, without lemmas, nothing) leave the instance open (``preattack``)."""
     start = time.perf_counter()
     deadline = deadline_of(timeout, start)
     x = np.asarray(x, dtype=np.float64)
@@ -102,6 +113,8 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
 
     if not todo:
         return result("verified", lb=max(margin_lb, 0.0), message="STBP proves every competitor; z3 was not needed")
+    if hit := falsify(net, x, y, threat, min(root_attack, deadline - time.perf_counter()), domain, "smt", start):
+        return hit
     if passed(deadline):
         return result("timeout", message=f"time limit ({_secs(timeout)}) reached during the STBP bounds")
     left = None if timeout is None else max(timeout - (time.perf_counter() - start), 0.0)
@@ -119,6 +132,9 @@ def verify_smt(net, x, y, threat, timeout: float | None = 60.0, lemmas: bool = T
             return result("timeout", message=f"time limit ({_secs(timeout)}) reached improving z3's point of exact margin "
                           f"{r['margin']:.3g}, which does not replay")
         return result("unknown", message=f"z3's best point, exact margin {r['margin']:.3g} <= 0, does not replay ({rep.reason})")
+    if status == "cancelled":
+        stats["cancelled"] = True
+        return result("unknown", message="stopped before z3 answered: the caller already knew the verdict")
     if status == "killed" or (status == "unknown" and reason in ("timeout", "canceled")):
         killed = " (z3 process killed)" if status == "killed" else ""
         return result("timeout", message=f"time limit ({_secs(timeout)}) reached{killed}")

@@ -1,12 +1,12 @@
-"""Network IR (a graph of nodes), importers and the float64 reference execution."""
-from .errors import UnsupportedLayerError, UnsupportedOperatorError
-from .from_onnx import from_onnx
-from .from_torch import from_torch
-from .graph import Network
-from .layers import Add, AvgPool3d, BatchNorm, Concat, Conv3d, Flatten, Layer, Linear, MaxPool3d, ReLU, fold_batchnorm
-from .load import load_network
+"""Network IR (a graph of nodes), importers and the float64 reference execution.
 
-__all__ = [
-    "Add", "AvgPool3d", "BatchNorm", "Concat", "Conv3d", "Flatten", "Layer", "Linear", "MaxPool3d", "Network", "ReLU",
-    "UnsupportedLayerError", "UnsupportedOperatorError", "fold_batchnorm", "from_onnx", "from_torch", "load_network",
-]
+The names are imported on first use (``stverify.lazy``): ``network.layers`` and ``network.graph``
+need numpy only, the importers torch and onnx."""
+from ..lazy import lazy_package
+
+__all__ = lazy_package(__name__, {
+    **dict.fromkeys(("UnsupportedLayerError", "UnsupportedOperatorError"), ".errors"),
+    "from_onnx": ".from_onnx", "from_torch": ".from_torch", "load_network": ".load", "Network": ".graph",
+    **dict.fromkeys(("Add", "AvgPool3d", "BatchNorm", "Concat", "Conv3d", "Flatten", "Layer", "Linear", "MaxPool3d",
+                     "ReLU", "fold_batchnorm"), ".layers"),
+})

@@ -75,8 +75,9 @@ def _union_bounds(layer: nn.Conv3d, sup: ThreatSupport, budget: int):
     for a in range(0, layer.out_channels, chunk):
         o = torch.arange(a, min(layer.out_channels, a + chunk), device=sup.x0.device)
         g_min, g_max = _window_gains(layer.weight[o], layer, sup)  # o x T' x H' x W' x kt x kh x kw
-        neurons = torch.stack(torch.unravel_index(torch.arange(g_min[..., 0, 0, 0].numel(), device=o.device),
-                                                  tuple(g_min.shape[:4])), 1)
+        # (a grid of indices: torch.unravel_index imports torch's symbolic-shape machinery, ~1 s, on first use)
+        neurons = torch.stack(torch.meshgrid(*(torch.arange(n, device=o.device) for n in g_min.shape[:4]),
+                                             indexing="ij"), -1).reshape(-1, 4)
         rows = neuron_rows(layer, out_grid, neurons, sup.shape[1:])  # the boxes (the values are not used)
         per_set = [replace(rows, sets=torch.full_like(rows.sets, k)) for k in range(sup.n)]
         best = lambda g, r: sup.best_in_boxes(g.reshape((-1,) + tuple(g.shape[4:])), r).reshape(g.shape[:4])  # noqa: E731
