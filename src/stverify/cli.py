@@ -21,7 +21,8 @@ from rich.table import Table
 
 from . import validation
 from .errors import InputError
-from .instance_args import add_instance_arguments, glue_negative_domain, read_data
+from .instance_args import add_instance_arguments, glue_negative_domain, instance_property, read_data
+from .properties import parse_property
 from .interchange.vnncomp import format_result
 from .threats import EXAMPLES, ThreatError, parse_threat
 
@@ -263,8 +264,8 @@ def cmd_verify(args) -> int:
     save = None if args.save_counterexample is None else validation.output_file(args.save_counterexample, "--save-counterexample")
     net, data = _model_and_data(args.model, args.arch, args.data)
     split = read_data(args, data, net)
-    x, label = split.sample(args.index)
-    y = validation.chosen_label(args.label, label, net.n_classes, f"{str(data)!r} [{args.split} #{args.index}]")
+    x, stored = split.sample(args.index)
+    y, label = instance_property(args, net, x, stored, f"{str(data)!r} [{args.split} #{args.index}]")
     try:
         threat.validate(x.shape)
     except ThreatError as e:
@@ -272,8 +273,10 @@ def cmd_verify(args) -> int:
     print(f"data: {split.describe()}", file=sys.stderr)
     with stdout_to_stderr():  # solvers' own output never reaches stdout
         res = verify(net, x, y, threat, method=args.method, timeout=timeout, domain=split.domain, **opts)
-    instance = {"model": args.model, "data": str(data), "split": args.split, "index": args.index, "label": y,
+    instance = {"model": args.model, "data": str(data), "split": args.split, "index": args.index, "label": label,
                 "threat": threat.spec(), "layout": split.layout.name, "domain": list(split.domain)}
+    if args.property is not None:
+        instance["property"] = parse_property(args.property).spec()
     if args.json:
         out = res.to_dict()
         out["instance"] = instance
@@ -282,15 +285,23 @@ def cmd_verify(args) -> int:
         print(json.dumps(out))
     else:
         _console().print(_table(f"{Path(str(data)).name} [{args.split} #{args.index}]",
-                                _rows(res, f"#{args.index} (y={y})", threat.spec(), args.method)))
+                                _rows(res, f"#{args.index} ({_what(args, label)})", threat.spec(), args.method)))
     if save is not None:
         if res.counterexample is None:
             print(f"no counterexample ({res.status}): nothing saved to {save}", file=sys.stderr)
         else:
             counterexample.save(save, x, res.counterexample, y, threat, net, model=args.model, method=args.method,
-                                status=res.status, data=str(data), split=args.split, index=args.index)
+                                status=res.status, data=str(data), split=args.split, index=args.index,
+                                **({} if args.property is None else {"property": instance["property"]}))
             print(f"counterexample saved to {save}; draw it with: stverify render {save}", file=sys.stderr)
     return 0
+
+
+def _what(args, label) -> str:
+    """The instance's property in a table row: y=label, or the property (with its label)."""
+    if args.property is None:
+        return f"y={label}"
+    return parse_property(args.property).spec() + ("" if label is None else f", y={label}")
 
 
 def cmd_train(args) -> int:

@@ -45,9 +45,10 @@ def member(threat: Threat, x0: np.ndarray, x1: np.ndarray) -> dict:
     return {"frames": list(range(x0.shape[1]))}
 
 
-def save(path, x0: np.ndarray, x1: np.ndarray, label: int, threat: Threat, net=None, **info) -> Path:
+def save(path, x0: np.ndarray, x1: np.ndarray, label, threat: Threat, net=None, **info) -> Path:
     """Write the counterexample file described in the module docstring (the predicted class and the
-    margins when the network ``net`` is given); returns its path."""
+    margins when the network ``net`` is given); returns its path.  ``label``: the class, or an output
+    property (``properties.OutputSpec``, recorded as label -1; its text goes in ``info["property"]``)."""
     from .replay import replay
 
     path = Path(path)
@@ -57,7 +58,8 @@ def save(path, x0: np.ndarray, x1: np.ndarray, label: int, threat: Threat, net=N
         rep = replay(net, x0, label, threat, x1)
         info.update(predicted=int(net.predict(x1)), margin_float64=rep.margin64, margin_float32=rep.margin32)
     with open(path, "wb") as f:  # an open file: numpy appends nothing to the name
-        np.savez_compressed(f, x0=x0, counterexample=x1, label=np.int64(label), threat=np.array(threat.spec()),
+        np.savez_compressed(f, x0=x0, counterexample=x1, label=np.int64(label if isinstance(label, (int, np.integer)) else -1),
+                            threat=np.array(threat.spec()),
                             member=np.array(json.dumps(m)), frames=np.array(m["frames"], dtype=np.int64),
                             info=np.array(json.dumps(info, default=str)))
     return path
@@ -84,7 +86,7 @@ def load(path) -> dict:
 def title(d: dict) -> str:
     """The picture's title: the threat, the label, the predicted class and the margins (as recorded)."""
     info = d["info"]
-    text = f"{d['threat'].spec()}: label {d['label']}, "
+    text = f"{d['threat'].spec()}: " + (f"property {info['property']}, " if "property" in info else f"label {d['label']}, ")
     text += f"predicted {info['predicted']}" if "predicted" in info else "predicted class not recorded"
     margins = [f"{name} {info[key]:.4g}" for name, key in (("float64", "margin_float64"), ("float32", "margin_float32"))
                if isinstance(info.get(key), float)]

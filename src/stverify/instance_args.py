@@ -7,6 +7,7 @@ import re
 from . import validation
 from .data import DATASETS, LAYOUTS, Split, read_split
 from .errors import InputError
+from .properties import EXAMPLES as PROPERTY_EXAMPLES, parse_property
 
 DATA_HELP = (f"an .npz file (N x C x T x H x W or N x T x H x W x C, one channel N x T x H x W; uint8 or float; "
              f"class labels or regression targets) or a dataset name ({', '.join(DATASETS)}); default: the zoo "
@@ -30,6 +31,23 @@ def add_instance_arguments(parser, *, model_required: bool = True, many: bool = 
     else:
         parser.add_argument("--index", type=int, default=0, help="input index (default 0)")
     parser.add_argument("--label", type=int, help="class to verify, 0..n_classes-1 (default: the dataset label)")
+    parser.add_argument("--property", metavar="SPEC", help="an output property instead of the label's robustness: "
+                        + "; ".join(PROPERTY_EXAMPLES.values()) + " (see the README's property grammar)")
+
+
+def instance_property(args, net, x, stored, sample: str):
+    """(the property to verify: a class label or an ``OutputSpec``, the label when the property is
+    stated about one, else None) from ``--property`` and ``--label`` (``stored``: the sample's own
+    label or regression target; ``sample`` names it)."""
+    if args.property is None:
+        y = validation.chosen_label(args.label, stored, net.n_classes, sample)
+        return y, y
+    prop = parse_property(args.property)
+    label = validation.chosen_label(args.label, stored, net.n_classes, sample) if prop.needs_label else args.label
+    try:
+        return validation.output_property(net, x, prop.bind(net, x, label)), label
+    except InputError as e:
+        raise type(e)(f"--property: {e}") from None
 
 
 def glue_negative_domain(argv: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import InputError
 from .network.graph import Network
+from .properties import OutputSpec, Property, parse_property
 from .threats import DEFAULT_DOMAIN, Boxes, Threat, parse_threat
 
 DOMAIN_TOL = 1e-12  # as ``Threat.interval``: an input may exceed the domain by this much
@@ -77,20 +78,37 @@ def input_array(x, shape, dom, what: str = "input") -> np.ndarray:
 
 
 def instance(net, x, y, threat, timeout_s=None, dom=None, *, labelled: bool = True):
-    """One verification instance, validated: a stverify classifier, x of its input shape and finite
-    inside the domain, y one of its classes (``labelled=False``: no label, y ignored, as for neuron
-    bounds), a threat (object or string) that fits x, a time limit.  Returns (x, y, threat, timeout, domain)."""
+    """One verification instance, validated: a stverify network, x of its input shape and finite
+    inside the domain, the property y (``output_property``; ``labelled=False``: none, y ignored, as
+    for neuron bounds), a threat (object or string) that fits x, a time limit.  Returns
+    (x, y, threat, timeout, domain) with y a class label (int) or an ``OutputSpec``."""
     if not isinstance(net, Network):
         raise InputError(f"net must be a stverify Network, got {type(net).__name__}; convert it with stverify.load_network")
-    if net.n_classes < 2:
-        raise InputError(f"the network has {net.n_classes} output; a classifier needs at least 2 classes")
     threat = parse_threat(threat) if isinstance(threat, str) else threat
     if not isinstance(threat, Threat):
         raise InputError(f"threat must be a Threat or a threat string, got {type(threat).__name__}")
     dom = domain(DEFAULT_DOMAIN if dom is None else dom)
     x = input_array(x, net.input_shape, None if isinstance(threat, Boxes) else dom)
     threat.validate(x.shape)
-    return x, label(y, net.n_classes) if labelled else None, threat, timeout(timeout_s), dom
+    return x, output_property(net, x, y) if labelled else None, threat, timeout(timeout_s), dom
+
+
+def output_property(net, x: np.ndarray, y):
+    """The property to verify: a class label (an int: that class stays the argmax, for a
+    classifier), or a property (a string of ``properties.parse_property``, a ``Property``, or an
+    ``OutputSpec``) bound to the instance at x.  Returns an int for label robustness (however it was
+    stated), else the ``OutputSpec``."""
+    if isinstance(y, (str, Property)):
+        y = parse_property(y).bind(net, x)
+    if isinstance(y, OutputSpec):
+        if y.n_outputs != net.n_classes:
+            raise InputError(f"the property is stated over {y.n_outputs} outputs, the network has {net.n_classes}")
+        label_of = y.robustness_label()
+        return y if label_of is None else label_of
+    if net.n_classes < 2:
+        raise InputError(f"the network has {net.n_classes} output: a label property needs a classifier; state an output "
+                         "property instead (e.g. 'deviation:delta=0.05' or 'range:lo=-0.3,hi=0.3')")
+    return label(y, net.n_classes)
 
 
 def timeout(t, what: str = "timeout") -> float | None:
