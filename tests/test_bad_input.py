@@ -536,7 +536,8 @@ def test_other_arguments_of_verify(instance):
         sv.verify(net, x, y, "frames:eps=0.1,frames=3")
     with pytest.raises(InputError, match="threat must be"):
         sv.verify(net, x, y, 0.1)
-    with pytest.raises(InputError, match="at least 2 classes"):
+    with pytest.raises(InputError, match="a label property needs a classifier; state an output property"):  # (a one-output
+        # model verifies output properties: test_property_paths)
         sv.verify(Network([Flatten(), Linear(np.ones((1, 4)), [0.0])], (1, 1, 2, 2)), np.zeros((1, 1, 2, 2)), 0, Linf(0.1))
 
 

@@ -20,7 +20,6 @@ test clips show handwriting the training clips never saw. Stored as MedMNIST: ui
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 from ..errors import InputError
 from .splits import write_classes
@@ -63,6 +62,8 @@ def digit_actions(path, n_train, n_val, n_test, frames=8, size=16, seed=0, n_cla
         shape = (n, frames, size, size)
         coords = [np.broadcast_to(digit[:, None, None, None], shape), np.broadcast_to(rows, shape),
                   np.broadcast_to(cols, shape)]
+        from scipy.ndimage import map_coordinates  # here: importing the data package costs no scipy
+
         ink = map_coordinates(pool, coords, order=1, mode="grid-constant", cval=0.0)
         peak = rng.uniform(0.7, 1.0, n)[:, None, None, None]
         background = rng.uniform(0.0, 0.1, n)[:, None, None, None]
