@@ -95,3 +95,25 @@ def test_top_k_disjuncts_are_the_k_subsets_of_the_other_classes():
     spec = OutputSpec.top_k(1, 2, 5)
     subsets = {tuple(int(np.flatnonzero(a.coef > 0)[0]) for a in d) for d in spec.disjuncts}
     assert subsets == set(itertools.combinations([0, 2, 3, 4], 2))
+
+
+@pytest.mark.parametrize("text", PROPS)
+def test_every_property_round_trips_through_vnnlib(text, tmp_path):
+    """Written with the threat set to VNN-LIB and read back: the same unsafe set (its margin at any
+    outputs), and the same answer and margin bound for the read property as for the original."""
+    import stverify as sv
+    from stverify.interchange.vnnlib import load_vnnlib, write_vnnlib
+
+    rng = np.random.default_rng(0)
+    net = Network([Flatten(), Linear(rng.normal(size=(N_OUT, 8)), rng.normal(size=N_OUT))], (2, 2, 2, 1), "lin")
+    x = rng.uniform(size=net.input_shape)
+    spec = parse_property(text).bind(net, x, int(net.predict(x)))
+    path = write_vnnlib(tmp_path / "p.vnnlib", sv.parse_threat("anyframes:k=1,eps=0.1"), x, spec)
+    prop = load_vnnlib(path, net)
+    ys = rng.normal(scale=3, size=(50, N_OUT))
+    np.testing.assert_allclose(prop.spec.output.margins(ys), spec.margins(ys), rtol=0, atol=1e-12)
+    direct = sv.verify(net, x, spec, "anyframes:k=1,eps=0.1", method="milp", timeout=30, attack=False)
+    read = prop.verify("milp", timeout=30, attack=False)
+    assert read.status == direct.status
+    assert (read.margin_lb is None) == (direct.margin_lb is None)
+    assert read.margin_lb is None or read.margin_lb == pytest.approx(direct.margin_lb, abs=1e-6)
