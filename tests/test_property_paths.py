@@ -160,3 +160,35 @@ def test_classifier_properties_against_the_exact_margin(template, eps):
         check_answer(model, net, x, spec, threat, sv.verify(net, x, prop, threat, method=method, timeout=60), m_star)
     stbp = sv.verify(net, x, prop, threat, method="stbp")
     assert stbp.status != "verified" or m_star > 0
+
+
+def test_output_range_is_the_exact_worst_case(steering, capsys):
+    """``stverify output-range``: the steering output's exact min and max over the set (one CLI line)."""
+    model, folder = steering
+    net = sv.load_network(str(folder / "steer.onnx"))
+    x = np.load(folder / "clips.npz")["x_test"][0].transpose(3, 0, 1, 2).astype(np.float64)
+    threat = "anyframes:k=1,eps=0.05"
+    lo = exact_min_margin(model, parse_property("range:lo=0").bind(net, x), member_boxes(threat, x))
+    hi = -exact_min_margin(model, parse_property("range:hi=0").bind(net, x), member_boxes(threat, x))
+    assert main(["output-range", "--model", str(folder / "steer.onnx"), "--data", str(folder / "clips.npz"),
+                 "--threat", threat, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["exact"] and doc["history"]
+    assert doc["lo"] <= lo + 1e-6 <= doc["lo_attained"] + 2e-6 and doc["lo_attained"] - doc["lo"] <= doc["tol"]
+    assert doc["hi_attained"] - 2e-6 <= hi - 1e-6 <= doc["hi"] and doc["hi"] - doc["hi_attained"] <= doc["tol"]
+
+
+def test_regression_radius_brackets_the_largest_safe_eps(steering):
+    """The largest eps with the steering output within delta of its clean value: the exact deviation
+    just below the bracket is within delta, and a replayed violation sits at its top."""
+    model, folder = steering
+    net = sv.load_network(str(folder / "steer.onnx"))
+    x = np.load(folder / "clips.npz")["x_test"][0].transpose(3, 0, 1, 2).astype(np.float64)
+    prop = "deviation:delta=0.05"
+    res = sv.max_safe_radius(net, x, prop, "anyframes:k=1,eps=0", tol=1e-4, eps_max=0.5, timeout=60)
+    assert res.exact and 0 < res.lower <= res.upper < 0.5
+    spec = parse_property(prop).bind(net, x)
+    below = sv.parse_threat(f"anyframes:k=1,eps={res.lower * 0.999}")
+    assert exact_min_margin(model, spec, list(below.member_boxes(x))) > 0
+    assert sv.parse_threat(f"anyframes:k=1,eps={res.upper}").contains(x, res.counterexample)
+    assert spec.margin(net.forward(res.counterexample)) < 0 and spec.margin(logits32(net, res.counterexample)) < 0

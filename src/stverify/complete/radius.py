@@ -33,6 +33,7 @@ import numpy as np
 from .. import tolerances, validation
 from ..encodings.backends import solve
 from ..errors import InputError
+from ..properties import OutputSpec, reduce_to_label
 from ..encodings.milp import LinExpr, encode
 from ..stbp_hybrid.certify import certify
 from ..threats import DEFAULT_DOMAIN, Threat
@@ -164,10 +165,12 @@ class _Search:
                     break
 
 
-def max_safe_radius(net, x, y: int, threat: Threat | str, tol: float = 1e-4, eps_max: float = 1.0,
+def max_safe_radius(net, x, y, threat: Threat | str, tol: float = 1e-4, eps_max: float = 1.0,
                     timeout: float | None = 60.0, complete: str = "auto", solver: str = "scip",
                     domain=DEFAULT_DOMAIN) -> RadiusResult:
-    """The maximum safe radius of ``threat``'s kind (its eps is ignored) to ``tol`` (module docstring)."""
+    """The maximum safe radius of ``threat``'s kind (its eps is ignored) to ``tol`` (module docstring)
+    for the class y, or for an output property y (as ``verify`` takes it: e.g. the largest eps for
+    which a steering output stays within ``deviation:delta=D`` of its clean value)."""
     if complete not in COMPLETE:
         raise InputError(f"complete must be one of {', '.join(COMPLETE)}, got {complete!r}")
     tol = validation.number(tol, "tol", positive=True)  # tol = 0 would bisect until the timeout
@@ -176,6 +179,19 @@ def max_safe_radius(net, x, y: int, threat: Threat | str, tol: float = 1e-4, eps
     if complete == "auto":
         complete = "eps-milp" if threat.n_members(x.shape) <= EPS_MILP_MAX_MEMBERS else "bab"
     deadline = time.perf_counter() + (math.inf if timeout is None else timeout)
+    if isinstance(y, OutputSpec):  # an output property: the label margin of the extended network (``verify``)
+        target, label = reduce_to_label(net, y)
+        res = _search(target, x, label, threat, tol, eps_max, deadline, domain, complete, solver)
+        if res.counterexample is not None and not replay(net, x, y, threat.with_eps(res.upper), res.counterexample, domain).ok:
+            # the extended network's point does not violate the property on the original network (a tie
+            # within float32 rounding): the upper bound it set is not backed by a counterexample
+            res.upper, res.counterexample, res.exact = eps_max, None, False
+            res.history.append({"t": res.time_s, "lower": res.lower, "upper": eps_max, "by": "counterexample check"})
+        return res
+    return _search(net, x, y, threat, tol, eps_max, deadline, domain, complete, solver)
+
+
+def _search(net, x, y: int, threat, tol, eps_max, deadline, domain, complete, solver) -> RadiusResult:
     s = _Search(net, x, int(y), threat, tol, eps_max, deadline, domain)
     clean = replay(net, x, y, threat.with_eps(0.0), x, domain)
     if clean.ok:

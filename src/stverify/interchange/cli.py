@@ -8,7 +8,8 @@ from rich.console import Console
 
 from .. import counterexample, validation
 from ..errors import InputError
-from ..instance_args import add_instance_arguments, domain_option, read_data
+from ..instance_args import add_instance_arguments, domain_option, instance_property, read_data
+from ..properties import parse_property
 from ..threats import DEFAULT_DOMAIN, EXAMPLES, format_eps, parse_eps
 
 DEFAULT_TIMEOUT = 60.0
@@ -76,8 +77,9 @@ def cmd_radius(args) -> int:
     spec = model_spec(args.model, args.arch, args.data)
     net = spec.load()
     split = read_data(args, spec.dataset(), net)
-    x, label = split.sample(args.index)
-    y = validation.chosen_label(args.label, label, net.n_classes, f"{str(spec.dataset())!r} [{args.split} #{args.index}]")
+    x, stored = split.sample(args.index)
+    y, label = instance_property(args, net, x, stored, f"{str(spec.dataset())!r} [{args.split} #{args.index}]")
+    what = f"label {label}" if args.property is None else parse_property(args.property).spec()
     threat = parse_threat(free_eps(args.threat))
     try:
         threat.validate(x.shape)
@@ -91,12 +93,13 @@ def cmd_radius(args) -> int:
     if save is not None and res.counterexample is not None:
         counterexample.save(save, x, res.counterexample, y, threat.with_eps(res.upper), net, model=spec.name,
                             method=f"radius ({args.complete})", data=str(spec.dataset()), split=args.split,
-                            index=args.index)
+                            index=args.index, **({} if args.property is None else {"property": what}))
         _console().print(f"counterexample saved to {save}; draw it with: stverify render {save}")
     elif save is not None:
         _console().print(f"no counterexample up to eps_max: nothing saved to {save}")
     if args.json:
-        out = {"model": spec.name, "data": str(spec.dataset()), "split": args.split, "index": args.index, "label": int(y),
+        out = {"model": spec.name, "data": str(spec.dataset()), "split": args.split, "index": args.index, "label": label,
+               **({} if args.property is None else {"property": what}),
                "threat": family, "lower": res.lower, "upper": res.upper, "exact": res.exact, "tol": res.tol,
                "eps_max": args.eps_max, "time_s": res.time_s, "history": res.history, "counterexample_info": info,
                "counterexample": None if res.counterexample is None else
@@ -104,7 +107,7 @@ def cmd_radius(args) -> int:
         print(json.dumps(out))
         return 0
     c = _console()
-    c.print(f"{spec.name} {args.split} #{args.index} (label {y}), {family}, tol {res.tol:g}, eps_max {args.eps_max:g}")
+    c.print(f"{spec.name} {args.split} #{args.index} ({what}), {family}, tol {res.tol:g}, eps_max {args.eps_max:g}")
     c.print(f"max safe radius in [{res.lower:.6g}, {res.upper:.6g}]: "
             + (f"exact to {res.tol:g}" if res.exact else f"gap {res.upper - res.lower:.3g} > tol at the timeout")
             + f", {res.time_s:.2f} s")
@@ -118,8 +121,9 @@ def cmd_radius(args) -> int:
     else:
         c.print(f"  a counterexample at eps  = {_eps_text(res.upper)}   (by {last[('upper', res.upper)]})")
         c.print(f"counterexample at the upper end: {info['voxels_changed']} voxels changed in frame(s) "
-                f"{', '.join(map(str, info['frames_changed']))}, max |x - x0| = {info['max_abs_change']:.6g}; class "
-                f"{info['predicted']} wins (margin float64 {info['margin_float64']:.4g}, float32 {info['margin_float32']:.4g}, "
+                f"{', '.join(map(str, info['frames_changed']))}, max |x - x0| = {info['max_abs_change']:.6g}; "
+                f"{'class ' + str(info['predicted']) + ' wins' if args.property is None else 'violated'} "
+                f"(margin float64 {info['margin_float64']:.4g}, float32 {info['margin_float32']:.4g}, "
                 f"replays: {'yes' if info['replays'] else 'NO'})")
     c.print("trace (s, by, bracket):\n" + "\n".join(f"  {h['t']:7.2f}  {h['by']:<12} [{h['lower']:.6g}, {h['upper']:.6g}]"
                                                     for h in res.history))
