@@ -144,3 +144,28 @@ def test_times_are_warm(tmp_path):
     assert r["status"] == "unknown" and r["time_s"] < 0.5 <= 1.5 <= r["warm_up_s"] <= r["wall_s"]
     write_report(tmp_path / "out")
     assert "warm: measured" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_model_with_an_output_property(tmp_path):
+    """``property =`` on a model: every instance verifies it (here top-2 on a classifier), the records
+    name it, the complete method agrees with the bound where the bound decides, and a property that
+    needs no label runs on a regression dataset, which a label benchmark refuses."""
+    cfg = _config(tmp_path / "p.toml", _method("stbp", "stbp") + _method("milp", "milp"), model="tiny_std", n=3)
+    cfg.write_text(cfg.read_text().replace('name = "tiny_std"', 'name = "tiny_std"\nproperty = "topk:k=2"'))
+    run_bench(load_config(cfg), tmp_path / "out", workers=1)
+    records = read_results(tmp_path / "out" / "results.jsonl")
+    assert len(records) == 6 and {r["property"] for r in records} == {"topk:k=2"}
+    by = {(r["index"], r["method"]): r["status"] for r in records}
+    assert all(by[(i, "milp")] == "verified" for (i, m), s in by.items() if m == "stbp" and s == "verified")
+    assert write_report(tmp_path / "out") is not None
+    from stverify.errors import InputError
+    import numpy as np
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "reg.npz", x=rng.uniform(size=(5, 4, 10, 10)), y=rng.uniform(-1, 1, 5))  # float targets
+    bad = _config(tmp_path / "r.toml", _method("stbp", "stbp"), model="tiny_std")
+    bad.write_text(bad.read_text().replace('name = "tiny_std"', 'name = "tiny_std"\ndata = "reg.npz"'))
+    with pytest.raises(InputError, match="regression targets"):
+        run_bench(load_config(bad), tmp_path / "bad")
+    bad.write_text(bad.read_text().replace('data = "reg.npz"', 'data = "reg.npz"\nproperty = "deviation:delta=0.5,output=1"'))
+    run_bench(load_config(bad), tmp_path / "reg")
+    assert {r["label"] for r in read_results(tmp_path / "reg" / "results.jsonl")} == {-1}

@@ -12,6 +12,10 @@ name = "tiny_std"       # a zoo model, on its generated dataset
 name = "mine"           # a model file: .onnx, or a .pt state file with arch = "<zoo architecture>"
 file = "mine.onnx"      # relative to this file
 data = "organmnist3d.npz"   # a dataset name (video, video8, volume, driving, driving2, action) or an .npz
+[[models]]
+name = "steering"
+property = "deviation:delta=0.05"   # an output property instead of the label (properties' grammar); a
+                                    # regression dataset (float targets) needs one
 
 [samples]
 split = "test"
@@ -47,6 +51,7 @@ from .. import validation
 from ..data import DATASETS, SPLITS, data_path, read_split  # noqa: F401 - data_path: audit, report import it here
 from ..errors import InputError
 from ..network.load import load_network
+from ..properties import parse_property
 from ..threats import KINDS, parse_eps, parse_threat
 from ..verify import METHODS, refused_options
 from ..zoo import ARCHITECTURES, pretrained_network
@@ -75,6 +80,7 @@ class ModelSpec:
     file: str | None = None
     arch: str | None = None
     data: str | None = None  # a zoo dataset name or an .npz path; None: the zoo model's dataset
+    prop: str | None = None  # an output property (canonical spec) instead of the label's robustness
 
     def load(self):
         """The model as a Network."""
@@ -131,7 +137,7 @@ class Config:
 
 @dataclass(eq=False)
 class Task:
-    """One instance: verify(net, x, label, threat, method, timeout, **options) for one model."""
+    """One instance: verify(net, x, label or property, threat, method, timeout, **options) for one model."""
 
     model: str
     model_file: str | None
@@ -149,11 +155,18 @@ class Task:
     threads: int
     plugins: tuple[str, ...]
     x: np.ndarray
+    prop: str | None = None  # an output property's spec; None: the robustness of ``label``
 
     def record(self) -> dict:
         """The instance fields of a results line."""
-        return {k: getattr(self, k) for k in ("model", "model_file", "arch", "data", "split", "index", "label", "kind",
-                                              "eps", "threat", "method", "call")}
+        return {**{k: getattr(self, k) for k in ("model", "model_file", "arch", "data", "split", "index", "label", "kind",
+                                                 "eps", "threat", "method", "call")}, "property": self.prop}
+
+    def target(self, net):
+        """What verify() checks: the label, or the property bound to this instance."""
+        if self.prop is None:
+            return self.label
+        return parse_property(self.prop).bind(net, self.x, None if self.label < 0 else self.label)
 
     @property
     def key(self) -> str:
@@ -162,7 +175,7 @@ class Task:
 
 KEYS = {"": {"timeout", "grace", "threads", "plugins", "models", "samples", "threats", "methods",
              "audit"},  # [audit]: read by stverify audit (audit/audit.py), ignored by bench
-        "models": {"name", "file", "arch", "data"}, "samples": {"split", "n", "select", "seed"},
+        "models": {"name", "file", "arch", "data", "property"}, "samples": {"split", "n", "select", "seed"},
         "threats": {"kind", "spec", "eps"}, "methods": {"name", "method", "options"}}
 MAX_THREADS = 1024
 
@@ -223,9 +236,14 @@ def load_config(path, data: str | None = None) -> Config:
     models = []
     for i, m in enumerate(raw.get("models", [])):
         where = f"{path}: models[{i}]"
-        d = _text(m, "data", where)
+        d, prop = _text(m, "data", where), _text(m, "property", where)
+        if prop is not None:
+            try:
+                prop = parse_property(prop).spec()
+            except InputError as e:
+                raise InputError(f"{where}: property: {e}") from None
         models.append(ModelSpec(_text(m, "name", where, True), rel(_text(m, "file", where)), _text(m, "arch", where),
-                                d if d is None or d in DATASETS else rel(d)))
+                                d if d is None or d in DATASETS else rel(d), prop))
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise InputError(f"{path}: model names must be unique, got {names}")
@@ -286,7 +304,7 @@ def _override_data(cfg: Config, data: str) -> Config:
             read_split(data, cfg.split, input_shape=m.load().input_shape)
         except InputError as e:
             why[m.name] = str(e)
-    models = tuple(ModelSpec(m.name, m.file, m.arch, data) if m.name not in why else m for m in cfg.models)
+    models = tuple(ModelSpec(m.name, m.file, m.arch, data, m.prop) if m.name not in why else m for m in cfg.models)
     if models == cfg.models:
         raise InputError(f"--data {data} fits no model of the config: " + "; ".join(f"{k}: {v}" for k, v in why.items()))
     return Config(**{**cfg.__dict__, "models": models, "text": cfg.text + f"\n# command line: --data {data}\n"})
@@ -326,18 +344,24 @@ def expand(cfg: Config) -> tuple[list[Task], dict]:
             split = read_split(data, cfg.split, input_shape=net.input_shape)
         except InputError as e:
             raise InputError(f"model {m.name}: {e}") from None
-        if split.task != "classification":
-            raise InputError(f"model {m.name}: {data} holds regression targets; a benchmark verifies class labels")
-        X, Y = split.inputs(), split.labels
+        prop = None if m.prop is None else parse_property(m.prop)
+        regression = split.task != "classification"
+        if regression and (prop is None or prop.needs_label):
+            raise InputError(f"model {m.name}: {data} holds regression targets, not class labels: give the model an "
+                             "output property (property = \"deviation:delta=0.05\")")
+        X, Y = split.inputs(), (np.full(len(split.labels), -1) if regression else split.labels)
         if len(Y) and Y.max() >= net.n_classes:
             raise InputError(f"model {m.name} has {net.n_classes} classes, but {data} has labels up to {Y.max()}: "
                              "use a model trained on this data")
-        picks = select(net, X, Y, cfg.n, cfg.select, cfg.seed)
+        if regression and cfg.select == "first-correct":  # no class to get right: the first n
+            picks = list(range(min(cfg.n, len(Y))))
+        else:
+            picks = select(net, X, Y, cfg.n, cfg.select, cfg.seed)
         for grid in cfg.threats:
             for eps, spec in grid.specs(net.input_shape):
                 for i in picks:
                     for meth in cfg.methods:
                         tasks.append(Task(m.name, m.file, m.arch, data, cfg.split, int(i), int(Y[i]), grid.kind, eps, spec,
                                           meth.label, {"method": meth.method, "options": meth.options, "timeout": cfg.timeout},
-                                          cfg.grace, cfg.threads, cfg.plugins, X[i]))
+                                          cfg.grace, cfg.threads, cfg.plugins, X[i], m.prop))
     return tasks, nets

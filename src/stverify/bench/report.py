@@ -25,6 +25,7 @@ from ..data import load_sample
 from ..errors import InputError
 from ..interchange.vnncomp import read_result
 from ..interchange.witness import WitnessCheck, check_witness
+from ..properties import parse_property
 from ..result import STATUSES
 from ..threats import KINDS, parse_eps, parse_threat
 from .config import ModelSpec, data_path, load_config
@@ -103,7 +104,10 @@ class Replayer:
         if spec not in self.nets:
             self.nets[spec] = spec.load()
         x, _ = load_sample(data_path(r["data"]), r["split"], r["index"])
-        chk = check_witness(self.nets[spec], x, r["label"], parse_threat(r["threat"]), p)
+        net, y = self.nets[spec], r["label"]
+        if r.get("property"):  # an output property (a regression band, ...): bound to this instance again
+            y = parse_property(r["property"]).bind(net, x, None if y < 0 else y)
+        chk = check_witness(net, x, y, parse_threat(r["threat"]), p)
         return chk if chk.kind != "boundary" or is_imported(r) else WitnessCheck("wrong", f"it does not replay: {chk.why}")
 
 

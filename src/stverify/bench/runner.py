@@ -67,7 +67,7 @@ def _child(task: Task, net, conn) -> None:
     try:
         for module in task.plugins:
             importlib.import_module(module)
-        run = functools.partial(verify, net, task.x, task.label, task.threat, method=task.call["method"],
+        run = functools.partial(verify, net, task.x, task.target(net), task.threat, method=task.call["method"],
                                 **task.call["options"])
         run(timeout=min(task.call["timeout"], WARM_UP_S))
         conn.send(time.perf_counter() - start)
