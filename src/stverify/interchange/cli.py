@@ -31,7 +31,7 @@ def cmd_export(args) -> int:
         items, nets, timeout = items_from_config(args.config, args.data)
     elif args.model and args.threat:
         items, nets = items_from_args(model_spec(args.model, args.arch, args.data), args.split, args.index, args.threat,
-                                      args.label, args.layout, domain)
+                                      args.label, args.layout, domain, args.property)
         timeout = DEFAULT_TIMEOUT
     else:
         raise InputError("give a bench CONFIG.toml, or --model and --threat (with --index)")

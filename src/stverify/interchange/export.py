@@ -40,6 +40,7 @@ from ..data import DATASETS, read_split
 from .. import validation
 from ..errors import InputError
 from ..network import Network
+from ..properties import OutputSpec, parse_property
 from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Frames, Patch, Threat, parse_threat
 from ..zoo import ARCHITECTURES
 from . import vnncomp
@@ -56,7 +57,7 @@ REWRITE_TOL_REL = 1e-5  # a rewrite must match the Conv3d model to this times ma
 
 @dataclass(frozen=True, eq=False)
 class Item:
-    """One stverify instance: a model, an input of a dataset, the label to verify, a threat set."""
+    """One stverify instance: a model, an input of a dataset, the label or output property to verify, a threat set."""
 
     model: str
     model_file: str | None
@@ -64,13 +65,20 @@ class Item:
     data: str
     split: str
     index: int
-    label: int
+    label: int  # -1: none (an output property that needs no label)
     threat: str  # canonical spec
     x: np.ndarray
+    prop: str | None = None  # an output property's canonical spec; None: the robustness of ``label``
 
     @property
     def key(self) -> tuple:
-        return self.model, self.split, self.index, self.threat
+        return self.model, self.split, self.index, self.threat, self.prop
+
+    def output(self, net):
+        """The unsafe set a VNN-LIB file of this instance states: the label's, or the property's."""
+        if self.prop is None:
+            return OutputSpec.robustness(self.label, net.n_classes)
+        return parse_property(self.prop).bind(net, self.x, None if self.label < 0 else self.label)
 
 
 def model_spec(model: str, arch: str | None = None, data: str | None = None) -> ModelSpec:
@@ -85,21 +93,29 @@ def model_spec(model: str, arch: str | None = None, data: str | None = None) -> 
 
 
 def items_from_args(spec: ModelSpec, split: str, indices, threats, label: int | None = None, layout: str | None = None,
-                    domain=None) -> tuple[list[Item], dict]:
+                    domain=None, prop: str | None = None) -> tuple[list[Item], dict]:
     """The instances (every index x every threat) of one model, and {model name: Network}; the data read
-    with ``layout`` and checked against ``domain`` (``data.read_split``)."""
+    with ``layout`` and checked against ``domain`` (``data.read_split``); ``prop``: an output property
+    (``properties`` grammar) instead of the label's robustness."""
     net = spec.load()
     data = spec.dataset()
     data = data if data in DATASETS else str(Path(data).resolve())  # a zoo dataset name, or an .npz path
     items = []
     inputs = read_split(data, split, layout=layout, input_shape=net.input_shape, domain=domain)
+    prop = None if prop is None else parse_property(prop)
     for index in indices:
         x, y = inputs.sample(index)
-        y = validation.chosen_label(label, y, net.n_classes, f"{data!r} [{split} #{index}]")
+        if prop is None or prop.needs_label:
+            y = validation.chosen_label(label, y, net.n_classes, f"{data!r} [{split} #{index}]")
+        else:
+            y = -1 if label is None else validation.label(label, net.n_classes, "--label")
+        if prop is not None:
+            validation.output_property(net, x, prop.bind(net, x, None if y < 0 else y))  # it fits the model
         for text in threats:
             threat = parse_threat(text)
             threat.validate(x.shape)
-            items.append(Item(spec.name, spec.file, spec.arch, data, split, int(index), y, threat.spec(), x))
+            items.append(Item(spec.name, spec.file, spec.arch, data, split, int(index), y, threat.spec(), x,
+                              None if prop is None else prop.spec()))
     return items, {spec.name: net}
 
 
@@ -109,7 +125,7 @@ def items_from_config(path, data: str | None = None) -> tuple[list[Item], dict, 
     tasks, nets = expand(cfg)
     items = {}
     for t in tasks:
-        item = Item(t.model, t.model_file, t.arch, t.data, t.split, t.index, t.label, t.threat, t.x)
+        item = Item(t.model, t.model_file, t.arch, t.data, t.split, t.index, t.label, t.threat, t.x, t.prop)
         items.setdefault(item.key, item)
     return list(items.values()), nets, cfg.timeout
 
@@ -249,13 +265,14 @@ def _write(out: Path, unique: list[Item], files: dict, nets: dict, rewritten: di
     exported = []
     for it in unique:
         split = split_members and isinstance(parse_threat(it.threat), (AnyFrames, AnyPatch))  # files state members
-        stem = f"{slug(it.model)}_{it.split}{it.index}_{slug(it.threat)}"
+        stem = f"{slug(it.model)}_{it.split}{it.index}_{slug(it.threat)}" + ("" if it.prop is None else f"_{slug(it.prop)}")
+        output = it.output(nets[it.model])
         for k, t in enumerate(files[it.key]):
             path = out / "vnnlib" / (f"{stem}_m{k}.vnnlib" if split else f"{stem}.vnnlib")
-            write_vnnlib(path, t, it.x, it.label, nets[it.model].n_classes, domain=domain)
+            write_vnnlib(path, t, it.x, output, domain=domain)
             exported.append(ExportedInstance(rel(model_files[it.model][1]), rel(path), float(timeout), it.model,
                                              it.model_file, it.arch, it.data, it.split, it.index, it.label, t.spec(),
-                                             it.threat if split else None))
+                                             it.threat if split else None, it.prop))
     vnncomp.write_instances(out / "instances.csv", [vnncomp.Instance(out / e.onnx, out / e.vnnlib, e.timeout) for e in exported])
     write_manifest(out, exported, rewrites, [TOOLS_NOTE])
     (out / "README.md").write_text(readme(exported, rewrites, split_members))

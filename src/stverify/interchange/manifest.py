@@ -60,6 +60,7 @@ class ExportedInstance:
     label: int
     threat: str
     member: str | None = None  # the union threat this file's member box belongs to (``--split-members``)
+    property: str | None = None  # the output property the file states (``properties``); None: the label's robustness
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def _entries(path: Path, doc: dict, key: str, cls, optional=frozenset()) -> list
 def read_manifest(path) -> list[ExportedInstance]:
     """The instances of ``path`` (a manifest.json, or the folder holding one)."""
     path, doc = _document(path)
-    return _entries(path, doc, "instances", ExportedInstance, optional={"member"})
+    return _entries(path, doc, "instances", ExportedInstance, optional={"member", "property"})
 
 
 def read_rewrites(path) -> list[Rewrite]:
