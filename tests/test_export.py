@@ -147,7 +147,8 @@ def stub_vnnlib(monkeypatch):
     (the round trip through ``load_vnnlib`` below uses the real writer)."""
     calls = []
 
-    def write(path, threat, x0, label, n_classes, domain):
+    def write(path, threat, x0, output, domain):
+        label = output.robustness_label()  # the instances here state labels
         calls.append((threat, label))
         path.write_text(f"; {threat.spec()} label {label}\n")
 
