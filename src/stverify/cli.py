@@ -365,14 +365,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _extensions():
     """Sub-commands contributed by other modules: render, bench / report, export / radius, output-range, audit."""
-    from . import counterexample
+    from . import counterexample, stbench
     from .audit import cli as audit_cli
     from .bench import cli as bench_cli
     from .complete import cli as complete_cli
     from .interchange import cli as interchange_cli
 
     return [counterexample.register, bench_cli.register, interchange_cli.register, complete_cli.register,
-            audit_cli.register]
+            audit_cli.register, stbench.register]
 
 
 def _split_debug(argv: list[str]) -> tuple[list[str], bool]:

@@ -214,14 +214,15 @@ def _partial_folder(out: Path) -> Path:
     return tmp
 
 
-def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | None = None, split_members: bool = False,
+def export(items: list[Item], nets: dict, out, timeout, rewrite: str | None = None, split_members: bool = False,
            log=print, domain=DEFAULT_DOMAIN) -> list[ExportedInstance]:
     """Write the benchmark folder ``out`` (module docstring); the manifest's instances; threat sets
-    are clipped to the input ``domain``."""
+    are clipped to the input ``domain``.  ``timeout``: seconds per instance, or {model name: seconds}."""
     if not items:
         raise InputError("nothing to export: no instances")
-    if not timeout > 0:
-        raise InputError(f"--timeout must be > 0, found {timeout}")
+    timeouts = timeout if isinstance(timeout, dict) else {it.model: timeout for it in items}
+    if not all(t > 0 for t in timeouts.values()) or not {it.model for it in items} <= timeouts.keys():
+        raise InputError(f"--timeout must be > 0 for every model, found {timeout}")
     out = Path(out)
     _check_new(out)
     unique = list({it.key: it for it in items}.values())
@@ -236,7 +237,7 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
     rewritten = {name: rewrite_network(net, rewrite) if rewrite else None for name, net in nets.items()}
     tmp = _partial_folder(out)
     try:
-        exported, rewrites = _write(tmp, unique, files, nets, rewritten, rewrite, split_members, timeout, log, domain)
+        exported, rewrites = _write(tmp, unique, files, nets, rewritten, rewrite, split_members, timeouts, log, domain)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()  # empty (``_check_new``)
@@ -245,12 +246,13 @@ def export(items: list[Item], nets: dict, out, timeout: float, rewrite: str | No
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log(f"{len(exported)} VNN-LIB file(s) for {len(unique)} instance(s) in {out / 'vnnlib'}; {out / 'instances.csv'} "
-        f"(onnx,vnnlib,timeout {timeout:g} s); {out / 'manifest.json'}; {out / 'README.md'}")
+        f"(onnx,vnnlib,timeout {'/'.join(f'{t:g}' for t in sorted(set(timeouts.values())))} s); {out / 'manifest.json'}; "
+        f"{out / 'README.md'}")
     return exported
 
 
 def _write(out: Path, unique: list[Item], files: dict, nets: dict, rewritten: dict, rewrite: str | None,
-           split_members: bool, timeout: float, log, domain=DEFAULT_DOMAIN) -> tuple[list[ExportedInstance], list[Rewrite]]:
+           split_members: bool, timeouts: dict, log, domain=DEFAULT_DOMAIN) -> tuple[list[ExportedInstance], list[Rewrite]]:
     """Write the export's files into ``out``: (the manifest's instances, its rewrites)."""
     (out / "onnx").mkdir()
     (out / "vnnlib").mkdir()
@@ -270,7 +272,7 @@ def _write(out: Path, unique: list[Item], files: dict, nets: dict, rewritten: di
         for k, t in enumerate(files[it.key]):
             path = out / "vnnlib" / (f"{stem}_m{k}.vnnlib" if split else f"{stem}.vnnlib")
             write_vnnlib(path, t, it.x, output, domain=domain)
-            exported.append(ExportedInstance(rel(model_files[it.model][1]), rel(path), float(timeout), it.model,
+            exported.append(ExportedInstance(rel(model_files[it.model][1]), rel(path), float(timeouts[it.model]), it.model,
                                              it.model_file, it.arch, it.data, it.split, it.index, it.label, t.spec(),
                                              it.threat if split else None, it.prop))
     vnncomp.write_instances(out / "instances.csv", [vnncomp.Instance(out / e.onnx, out / e.vnnlib, e.timeout) for e in exported])
