@@ -512,6 +512,16 @@ def _frames_text(frames) -> str:
     return "+".join(str(f) for f in frames)
 
 
+def member_threats(threat: Threat, shape) -> list[Threat]:
+    """The member boxes of a union threat, each as a single-box threat (frames, patch); [threat] otherwise."""
+    if isinstance(threat, AnyFrames):
+        return [Frames(threat.eps, c) for c in itertools.combinations(range(shape[1]), threat.k)]
+    if isinstance(threat, AnyPatch):
+        return [Patch(threat.eps, (int(t), int(t) + threat.len - 1), int(y), int(x), threat.h, threat.w)
+                for t, y, x in threat.placements(shape)]
+    return [threat]
+
+
 KINDS: dict[str, type[Threat]] = {c.kind: c for c in (Linf, Frames, AnyFrames, Patch, AnyPatch)}
 _KEYS = {
     "linf": ({"eps"}, set()),

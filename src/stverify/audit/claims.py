@@ -88,7 +88,8 @@ def own_claim(label: str, method: str, options: dict, net, x, y: int, threat, do
     """The per-layer bounds and the verdict of one of stverify's incomplete methods."""
     check_own_method(label, method)
     relaxation, concretize = OWN_METHODS[method]
-    cert = certify(net, x, y, threat, relaxation or options.get("relaxation", "crown"), concretize, domain)
+    cert = certify(net, x, y, threat, relaxation or options.get("relaxation", "crown"), concretize, domain,
+                   members=int(options.get("members", 0)), alpha_every_margin=bool(options.get("alpha_every_margin", False)))
     bounds = {i: (lo.reshape(-1), hi.reshape(-1)) for i, (lo, hi) in enumerate(cert.bounds)}
     return Claim(label, "ours", bounds, "verified" if cert.verified else "unknown", None, cert.time_s)
 

@@ -25,7 +25,6 @@ each), so export for Marabou with ``--split-members``.
 """
 from __future__ import annotations
 
-import itertools
 import re
 import shutil
 import tempfile
@@ -41,7 +40,7 @@ from .. import validation
 from ..errors import InputError
 from ..network import Network
 from ..properties import OutputSpec, parse_property
-from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, Frames, Patch, Threat, parse_threat
+from ..threats import DEFAULT_DOMAIN, AnyFrames, AnyPatch, member_threats, parse_threat
 from ..zoo import ARCHITECTURES
 from . import vnncomp
 from .manifest import TOOLS_NOTE, ExportedInstance, Rewrite, sha256, write_manifest
@@ -128,16 +127,6 @@ def items_from_config(path, data: str | None = None) -> tuple[list[Item], dict, 
         item = Item(t.model, t.model_file, t.arch, t.data, t.split, t.index, t.label, t.threat, t.x, t.prop)
         items.setdefault(item.key, item)
     return list(items.values()), nets, cfg.timeout
-
-
-def member_threats(threat: Threat, shape) -> list[Threat]:
-    """The member boxes of a union threat, each as a single-box threat (frames, patch)."""
-    if isinstance(threat, AnyFrames):
-        return [Frames(threat.eps, c) for c in itertools.combinations(range(shape[1]), threat.k)]
-    if isinstance(threat, AnyPatch):
-        return [Patch(threat.eps, (int(t), int(t) + threat.len - 1), int(y), int(x), threat.h, threat.w)
-                for t, y, x in threat.placements(shape)]
-    return [threat]
 
 
 def slug(text: str) -> str:

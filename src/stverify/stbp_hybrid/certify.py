@@ -21,7 +21,7 @@ import torch
 from .. import tolerances, validation
 from ..errors import InputError
 from ..network.to_torch import TorchNet, torch_model
-from ..threats import DEFAULT_DOMAIN, AnyPatch, Boxes, Threat
+from ..threats import DEFAULT_DOMAIN, AnyPatch, Boxes, Threat, member_threats
 from .budget import default_budget
 from .propagate import layer_bounds, margin_bounds, spec_matrix
 from .support import BoxesSupport, BoxSupport, ThreatSupport, stack_supports
@@ -100,7 +100,8 @@ def _check(net, x, y, method):
 
 def certify(net, x: np.ndarray, y: int, threat: Threat, method: str = "crown", concretize: str = "threat",
             domain=DEFAULT_DOMAIN, device=None, alpha_steps: int = 30, splits: dict | None = None,
-            memory_budget: int | None = None, deadline: float = math.inf) -> Certificate:
+            memory_budget: int | None = None, deadline: float = math.inf, members: int = 0,
+            alpha_every_margin: bool = False) -> Certificate:
     """Sound bounds over S(x): per-layer boxes and margin lower bounds (see the module docstring).
 
     ``splits`` restricts to a branch-and-bound sub-problem (ReLU phases, see ``layer_bounds``); if
@@ -108,14 +109,38 @@ def certify(net, x: np.ndarray, y: int, threat: Threat, method: str = "crown", c
     torch device every tensor is created on; ``memory_budget``: bytes a chunk of backward rows may
     use (default: half the memory available, ``budget.py``).  After ``deadline`` (a
     ``time.perf_counter()`` instant) the relaxation falls back to IBP, still sound;
-    ``stats["deadline_passed"]`` says whether that happened."""
-    return certify_batch(net, x, y, [(threat, splits)], method, concretize, domain, device, alpha_steps,
-                         memory_budget, deadline)[0]
+    ``stats["deadline_passed"]`` says whether that happened.
+
+    ``members``: when the bounds over a union threat leave a margin open and the union has at most
+    this many member boxes, every member is bounded too (one batched pass, ``member_bounds``).
+    ``alpha_every_margin``: alpha-CROWN optimises every margin, not only those CROWN leaves open."""
+    cert = certify_batch(net, x, y, [(threat, splits)], method, concretize, domain, device, alpha_steps,
+                         memory_budget, deadline, alpha_every_margin)[0]
+    n_members = threat.n_members(np.shape(x)) if concretize == "threat" and not isinstance(threat, Boxes) else 1
+    if cert.verified or not 1 < n_members <= members or time.perf_counter() >= deadline:
+        return cert
+    parts = certify_batch(net, x, y, [(t, splits) for t in member_threats(threat, np.shape(x))], method, "threat",
+                          domain, device, alpha_steps, memory_budget, deadline, alpha_every_margin)
+    return member_bounds(net, cert, parts)
+
+
+def member_bounds(net, whole: Certificate, parts: list[Certificate]) -> Certificate:
+    """The union's certificate tightened by its members': a member's bounds hold on the member, so
+    the smallest member lower bound (largest upper bound) holds on the union; intersected with the
+    union's own, which hold too.  The margins are the better of the union's and the members' minimum."""
+    margin = np.maximum(whole.margin_lb, np.min([p.margin_lb for p in parts], axis=0))
+    bounds = [(np.maximum(lo, np.min([p.bounds[t][0] for p in parts], axis=0)),
+               np.minimum(hi, np.max([p.bounds[t][1] for p in parts], axis=0))) for t, (lo, hi) in enumerate(whole.bounds)]
+    unstable = {i: int(np.sum((bounds[t][0] < 0) & (bounds[t][1] > 0))) for i, t in net.relu_inputs.items()}
+    stats = dict(whole.stats, members=len(parts), members_s=parts[0].time_s,
+                 deadline_passed=whole.stats["deadline_passed"] or parts[0].stats["deadline_passed"])
+    return Certificate(margin, bounds, unstable, whole.time_s + parts[0].time_s, whole.relaxation, whole.concretize, stats)
 
 
 def certify_batch(net, x: np.ndarray, y: int, problems: list[tuple[Threat, dict | None]], method: str = "crown",
                   concretize: str = "threat", domain=DEFAULT_DOMAIN, device=None, alpha_steps: int = 30,
-                  memory_budget: int | None = None, deadline: float = math.inf) -> list[Certificate]:
+                  memory_budget: int | None = None, deadline: float = math.inf,
+                  alpha_every_margin: bool = False) -> list[Certificate]:
     """``certify`` for several sub-problems (threat, splits) of the same x and y in one batched
     pass; one Certificate each, with ``time_s`` the time of the whole batch."""
     x = _check(net, x, y, method)
@@ -129,13 +154,15 @@ def certify_batch(net, x: np.ndarray, y: int, problems: list[tuple[Threat, dict 
         splits = _stack_splits([s for _, s in problems], net, device)
         S = spec_matrix(net.n_classes, int(y), device=device)
         bounds = layer_bounds(layers, sup, "ibp" if method == "ibp" else "crown", splits, budget, deadline=deadline)
-        lb = margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget, deadline=deadline)
-        if method == "alpha-crown" and alpha_steps > 0 and bool((lb <= 0).any()) and time.perf_counter() < deadline:
+        lb = margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget, deadline=deadline,
+                           alpha_every_margin=alpha_every_margin)
+        if method == "alpha-crown" and alpha_steps > 0 and (alpha_every_margin or bool((lb <= 0).any())) \
+                and time.perf_counter() < deadline:
             # optimised intermediate bounds too; CROWN is not monotone in them, so the margins are
             # the best of both and the boxes the intersection (every one of them is valid)
             bounds = layer_bounds(layers, sup, method, splits, budget, alpha_steps, prior=bounds, deadline=deadline)
             lb = torch.maximum(lb, margin_bounds(layers, bounds, sup, S, method, alpha_steps=alpha_steps, budget=budget,
-                                                 deadline=deadline))
+                                                 deadline=deadline, alpha_every_margin=alpha_every_margin))
         lb = lb.detach().cpu().numpy()
         empty = torch.zeros(n, dtype=torch.bool, device=bounds[0][0].device)
         for lo, hi in bounds:

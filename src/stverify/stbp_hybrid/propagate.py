@@ -436,15 +436,16 @@ def spec_lower(layers, bounds: Bounds, sup, S: torch.Tensor, pairs: torch.Tensor
 
 def margin_bounds(layers, bounds: Bounds, sup, S: torch.Tensor, relaxation: str = "crown",
                   alpha_steps: int = 30, alpha_lr: float = 0.25, budget: int | None = None,
-                  deadline: float = math.inf) -> torch.Tensor:
+                  deadline: float = math.inf, alpha_every_margin: bool = False) -> torch.Tensor:
     """Lower bounds of S @ logits over each set (N x M): the best of the valid bounds (IBP, CROWN
-    and, for alpha-CROWN, the optimised slopes on the margins CROWN leaves open)."""
+    and, for alpha-CROWN, the optimised slopes on the margins CROWN leaves open, or on every margin
+    with ``alpha_every_margin``: the tightest bounds, for audits of their tightness)."""
     lb = ibp_margins(layers, bounds, S)
     if relaxation == "ibp":
         return lb
     every = torch.ones_like(lb, dtype=torch.bool).nonzero()
     lb = torch.maximum(lb, spec_lower(layers, bounds, sup, S, every, budget, deadline=deadline).reshape(lb.shape))
-    open_pairs = (lb <= 0).nonzero()  # alpha-CROWN only works on margins CROWN has not already proven
+    open_pairs = (lb <= 0 if not alpha_every_margin else torch.ones_like(lb, dtype=torch.bool)).nonzero()
     if relaxation == "alpha-crown" and len(open_pairs):
         where = tuple(open_pairs.t())
         lb[where] = torch.maximum(lb[where], spec_lower(layers, bounds, sup, S, open_pairs, budget, alpha_steps, alpha_lr,
