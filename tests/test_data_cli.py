@@ -120,5 +120,5 @@ def test_a_bench_config_takes_the_new_names_and_refuses_regression_targets(tmp_p
     _, model = _model(tmp_path, (2, 4, 10, 10))
     (tmp_path / "b.toml").write_text(f'[[models]]\nname = "m"\nfile = "{model}"\ndata = "driving2"\n[[threats]]\n'
                                      'kind = "linf"\neps = ["1/255"]\n[[methods]]\nname = "s"\nmethod = "stbp"\n')
-    with pytest.raises(InputError, match="model m: driving2 holds regression targets; a benchmark verifies class labels"):
+    with pytest.raises(InputError, match="model m: driving2 holds regression targets, not class labels: give the model an output property"):
         expand(load_config(tmp_path / "b.toml"))
