@@ -208,3 +208,49 @@ def test_the_cases_hold_both_verdicts():
     verdicts = {sv.verify(_instance(m)[0], *_instance(m)[2:], s, method=methods[0], timeout=60, attack=False).status
                 for m, s, methods in CASES}
     assert verdicts == {"verified", "falsified"}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_graphs_export_and_rewrite_exactly(model):
+    """The ONNX export of a graph, and its conv2d / gemm rewrites where they exist, compute the
+    network (float64 reference evaluator to 1e-9; max-pool over frames has no conv2d form and is
+    not linear, so the padded max-pool model is refused both, with the reason)."""
+    from test_export import check_rewrites
+
+    from stverify.errors import InputError
+    from stverify.interchange.onnx_writer import run_onnx
+    from stverify.interchange.rewrite import rewrite
+    from stverify.network import from_onnx
+
+    graph, _, _, _ = _instance(model)
+    xs = np.random.default_rng(3).uniform(size=(5,) + SHAPE)
+    back = from_onnx(network_to_onnx(graph, np.float64))
+    np.testing.assert_allclose(back.forward(xs), graph.forward(xs), rtol=0, atol=1e-9)
+    if model == "padded_maxpool":  # (onnx's reference evaluator mishandles a padded MaxPool: onnxruntime here)
+        np.testing.assert_allclose(run_onnx(network_to_onnx(graph), xs), graph.forward(xs), rtol=0, atol=1e-5)
+        for kind, why in (("conv2d", "max over several frames"), ("gemm", "not linear")):
+            with pytest.raises(InputError, match=why):
+                rewrite(graph, kind)
+    else:
+        check_rewrites(graph, xs)
+
+
+def _agree(g, c):
+    """Two exact-bounds answers about the same function: every side's interval (sound bound, value
+    attained) of one meets the other's, and both are exact."""
+    assert (g.status == "exact").all() and (c.status == "exact").all()
+    assert np.all(np.maximum(g.lo, c.lo) <= np.minimum(g.lo_attained, c.lo_attained) + 1e-9)
+    assert np.all(np.maximum(g.hi_attained, c.hi_attained) <= np.minimum(g.hi, c.hi) + 1e-9)
+
+
+def test_exact_bounds_name_a_graph_tensor():
+    """``exact_bounds`` on a graph tensor named by its node agrees with the chain twin's on the same
+    function (the outputs; a skip-carrying Add's output, which the twin has as its second conv's)."""
+    graph, chain, x, _ = _instance("residual_identity")
+    threat = "anyframes:k=1,eps=0.05"
+    _agree(sv.exact_bounds(graph, x, threat, layer=graph.names[-1], timeout=60),
+           sv.exact_bounds(chain, x, threat, layer=len(chain.layers), timeout=60))
+    assert graph.tensor("5") == 6  # node 5 is the Add; the chain computes its output as tensor 5
+    g = sv.exact_bounds(graph, x, threat, layer="5", timeout=60)
+    assert g.layer == 6
+    _agree(g, sv.exact_bounds(chain, x, threat, layer=5, timeout=60))
