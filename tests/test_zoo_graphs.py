@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from graph_models import SHAPE as TEST_SHAPE, models as test_models
+from graph_models import SHAPE as TEST_SHAPE, models as graph_test_models
 from stverify import zoo
 from stverify.network import Add, AvgPool3d, Concat, Conv3d, MaxPool3d
 from stverify.network.from_torch import from_torch
@@ -93,7 +93,7 @@ def test_trained_graph_models_are_accurate_and_their_stbp_margins_hold_at_sample
     assert entry["clean_test_acc"] > 0.85
     x, y = load_sample(ensure_dataset(zoo.ARCHITECTURES[name].dataset), "test", 0)
     rng = np.random.default_rng(0)
-    for spec in ("linf:eps=4/255", f"anyframes:k=1,eps=32/255", f"anypatch:eps=32/255,len=2,h=4,w=4"):
+    for spec in ("linf:eps=4/255", "anyframes:k=1,eps=16/255", "anypatch:eps=8/255,len=2,h=3,w=3"):
         threat = parse_threat(spec)
         cert = certify(net, x, int(y), threat, "crown")
         pts = threat.sample(x, 64, rng)
@@ -106,9 +106,9 @@ def test_trained_graph_models_are_accurate_and_their_stbp_margins_hold_at_sample
             assert np.all(values[t] >= lo - 1e-9) and np.all(values[t] <= hi + 1e-9), (spec, t)
 
 
-@pytest.mark.parametrize("name", list(test_models()) + list(GRAPHS))
+@pytest.mark.parametrize("name", list(graph_test_models()) + list(GRAPHS))
 def test_interval_bounds_through_torch_code_are_sound_and_equal_the_imported_networks(name):
-    model = (test_models()[name] if name not in GRAPHS else zoo.build_torch(name).eval()).double()
+    model = (graph_test_models()[name] if name not in GRAPHS else zoo.build_torch(name).eval()).double()
     shape = getattr(model, "input_shape", TEST_SHAPE)
     gen = torch.Generator().manual_seed(1)
     x = torch.rand((2,) + tuple(shape), generator=gen, dtype=torch.float64)
@@ -128,7 +128,7 @@ def test_interval_bounds_through_torch_code_are_sound_and_equal_the_imported_net
 
 
 def test_interval_bounds_use_eval_mode_batch_norm_and_refuse_what_they_cannot_bound():
-    model = test_models()["resnet"].double().train()  # batch statistics in forward; the bounds use the running ones
+    model = graph_test_models()["resnet"].double().train()  # batch statistics in forward; the bounds use the running ones
     x = torch.rand((4,) + TEST_SHAPE, dtype=torch.float64)
     with torch.no_grad():
         lo, hi = interval_all(model, x, x)[-1]

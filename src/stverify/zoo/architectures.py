@@ -204,7 +204,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         ArchSpec("steering", _chain(_steering), "driving", (3, 4, 16, 16), 1,
                  "Conv3d(3->8, k 2x3x3, s 1x2x2, p 0x1x1), Conv3d(8->8, k3, s2, p1), Linear(256->16), Linear(16->1): "
                  "the steering angle (regression)",
-                 train=dict(method="standard", lr=3e-3, batch_size=50, eps=2 / 255, epochs=40)),
+                 train=dict(_IBP, eps=2 / 255, epochs=40)),
         ArchSpec("action", _chain(_action), "action", (1, 8, 16, 16), 4,
                  "Conv3d(1->8, k3, s2, p1), Conv3d(8->8, k3, s2, p1), Linear(256->32), Linear(32->4)",
                  train=dict(_IBP, eps=2 / 255, epochs=40)),
