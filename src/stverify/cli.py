@@ -91,7 +91,7 @@ def _model_and_data(model: str, arch: str | None, data: str | None):
     if data is None:
         if model not in zoo.ARCHITECTURES:
             raise InputError("--data is required with a model file (an .npz file or a dataset name)")
-        data = str(ensure_dataset(zoo.ARCHITECTURES[model].dataset))
+        data = str(ensure_dataset(zoo.dataset_of(model)))
     return net, data
 
 
@@ -145,7 +145,7 @@ def cmd_demo(args) -> int:
     threats = [_threat(spec, "--threats") for spec in args.threats]
     console = _console()
     net = zoo.pretrained_network(args.model)
-    X, Y = load_npz(ensure_dataset(zoo.ARCHITECTURES[args.model].dataset), "test")
+    X, Y = load_npz(ensure_dataset(zoo.dataset_of(args.model)), "test")
     for threat in threats:
         try:
             threat.validate(X.shape[1:])

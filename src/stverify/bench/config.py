@@ -54,7 +54,7 @@ from ..network.load import load_network
 from ..properties import parse_property
 from ..threats import KINDS, parse_eps, parse_threat
 from ..verify import METHODS, refused_options
-from ..zoo import ARCHITECTURES, pretrained_network
+from ..zoo import ARCHITECTURES, dataset_of, pretrained_network
 from .store import instance_key
 
 SELECTIONS = ("first-correct", "random")
@@ -93,7 +93,7 @@ class ModelSpec:
             return self.data
         if self.name not in ARCHITECTURES:
             raise InputError(f"model {self.name!r}: give data = (a dataset name or an .npz path) for a model file")
-        return ARCHITECTURES[self.name].dataset
+        return dataset_of(self.name)
 
 
 @dataclass(frozen=True)

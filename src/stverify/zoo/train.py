@@ -1,9 +1,23 @@
-"""CPU training of the zoo models: standard (cross-entropy) or IBP-certified (Gowal et al., 2018).
+"""CPU training of the zoo models: standard or IBP-certified (Gowal et al., 2018).
 
-IBP training minimises ``kappa * CE(f(x), y) + (1 - kappa) * CE(z_worst, y)`` where ``z_worst``
-holds, over the L-inf box ``[max(0, x - eps), min(1, x + eps)]``, the interval lower bound of
-logit ``y`` and the interval upper bounds of the other logits.  ``eps`` ramps linearly from 0
-and ``kappa`` from 1 to ``kappa_end`` over the same steps; afterwards both stay fixed.
+Classifiers: IBP training minimises ``kappa * CE(f(x), y) + (1 - kappa) * CE(z_worst, y)`` where
+``z_worst`` holds, over the L-inf box ``[max(0, x - eps), min(1, x + eps)]``, the interval lower
+bound of logit ``y`` and the interval upper bounds of the other logits.  Regression models (a
+dataset with float targets, e.g. the steering angle of ``driving``): the clean loss is the mean
+squared error, the IBP loss the worst squared error over the box, max((u - y)^2, (l - y)^2) for the
+output's interval [l, u].  ``eps`` ramps linearly from 0 and ``kappa`` from 1 to ``kappa_end`` over
+the same steps; afterwards both stay fixed.
+
+Batch norm (the graph models): while the loss is clean (standard training, or the warm-up before
+the IBP ramp) batch norms train as usual, normalising by the batch's statistics and updating their
+running statistics.  From the first IBP step on they are frozen in eval mode: a per-channel affine
+map of the running statistics and the learned scale and shift, which is what the interval bounds
+(``interval_all``) and the verifier see, so the trained model's eval-mode function is the one the
+IBP loss bounded.
+
+Metrics on the test split: classifiers, the clean accuracy and the IBP-certified accuracy at eps
+under L-inf; regression models, the mean absolute error and the median over inputs of the IBP bound
+on the output's deviation, max(u - f(x), f(x) - l), at eps.
 
 CLI:  stverify train NAME [--method ibp] [--eps 2/255] [--epochs N] [--threads N] [--out DIR]
       (or python -m stverify.zoo.train NAME ...)
@@ -58,32 +72,57 @@ def certified(lb: torch.Tensor, ub: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return lb.gather(1, y[:, None])[:, 0] > others.max(dim=1).values
 
 
+def worst_squared_error(lb: torch.Tensor, ub: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per input, the largest squared error of an output in [lb, ub] (N x 1) against the target y (N)."""
+    return torch.maximum((ub[:, 0] - y) ** 2, (lb[:, 0] - y) ** 2)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, X, y, eps: float, batch_size: int = 100) -> dict:
-    """Clean accuracy and IBP-certified accuracy (L-inf, radius ``eps``) of ``model`` on (X, y)."""
+    """In eval mode, on (X, y): a classifier's clean and IBP-certified accuracy (L-inf, radius
+    ``eps``); a regression model's (float targets) mean absolute error and median IBP deviation bound."""
     X = torch.as_tensor(X, dtype=torch.float32)
-    y = torch.as_tensor(y, dtype=torch.int64)
+    regression = torch.as_tensor(y).is_floating_point()
+    y = torch.as_tensor(y, dtype=torch.float32 if regression else torch.int64)
     was_training = model.training
     model.eval()
     correct = cert = 0
+    errors, deviations = [], []
     for a in range(0, len(X), batch_size):
         xb, yb = X[a:a + batch_size], y[a:a + batch_size]
-        correct += int((model(xb).argmax(1) == yb).sum())
-        cert += int(certified(*logit_bounds(model, *linf_box(xb, eps)), yb).sum())
+        out = model(xb)
+        lb, ub = logit_bounds(model, *linf_box(xb, eps))
+        if regression:
+            errors.append((out[:, 0] - yb).abs())
+            deviations.append(torch.maximum(ub - out, out - lb)[:, 0])
+        else:
+            correct += int((out.argmax(1) == yb).sum())
+            cert += int(certified(lb, ub, yb).sum())
     model.train(was_training)
     n = len(X)
+    if regression:
+        return {"n": n, "mae": float(torch.cat(errors).mean()), "ibp_deviation_median": float(torch.cat(deviations).median())}
     return {"n": n, "clean_acc": correct / max(n, 1), "ibp_certified_acc": cert / max(n, 1)}
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every batch norm of ``model`` in eval mode: its running statistics stay fixed (its scale
+    and shift still learn), so it computes its eval-mode map, the one the bounds see."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 # --- training ------------------------------------------------------------------------------
 def load_split(dataset: str, split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples (all when None) of a dataset split as float32 / int64 tensors."""
+    """The first ``n`` samples (all when None) of a dataset split as float32 inputs and int64 labels
+    (float32 regression targets)."""
     from ..data import ensure_dataset, load_npz
 
     X, y = load_npz(ensure_dataset(dataset), split)
     if n is not None:
         X, y = X[:n], y[:n]
-    return torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y)
+    return torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y.astype(np.float32) if y.dtype.kind == "f" else y)
 
 
 def _ramp(step: int, start: float, length: float) -> float:
@@ -113,9 +152,12 @@ def train(name: str, method: str | None = None, eps: float | None = None, epochs
     eps / kappa ramp starts after ``warmup`` and lasts ``ramp`` (fractions of all steps).
     ``n_train`` / ``n_test`` restrict to the first samples of the splits (for quick checks);
     ``threads`` None: ``default_threads()``.
-    Metrics: clean test accuracy and IBP-certified test accuracy at ``eps`` under L-inf.
+    Metrics (module docstring): clean test accuracy and IBP-certified test accuracy at ``eps`` under
+    L-inf, or for a regression model the test MAE and median IBP deviation bound.
     """
     spec = get_spec(name)
+    if not spec.trained:
+        raise InputError(f"{name} is not trained: its weights are its seeded initialisation (init_seed={spec.init_seed})")
     recipe = spec.train
     method = method or recipe.get("method", "ibp")
     if method not in METHODS:
@@ -143,6 +185,9 @@ def train(name: str, method: str | None = None, eps: float | None = None, epochs
     try:
         Xtr, ytr = load_split(spec.dataset, "train", n_train)
         Xte, yte = load_split(spec.dataset, "test", n_test)
+        regression = ytr.is_floating_point()
+        clean_loss, ibp_loss = (F.mse_loss, lambda lb, ub, y: worst_squared_error(lb, ub, y).mean()) if regression else (
+            F.cross_entropy, lambda lb, ub, y: F.cross_entropy(worst_case_logits(lb, ub, y), y))
         torch.manual_seed(seed)
         model = build_torch(name)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -159,13 +204,14 @@ def train(name: str, method: str | None = None, eps: float | None = None, epochs
             for a in range(0, len(Xtr), batch_size):
                 idx = perm[a:a + batch_size]
                 xb, yb = Xtr[idx], ytr[idx]
-                loss = F.cross_entropy(model(xb), yb)
-                if method == "ibp":
-                    frac = _ramp(step, warmup * total, ramp * total)
+                frac = _ramp(step, warmup * total, ramp * total) if method == "ibp" else 0.0
+                if frac > 0:
+                    freeze_batchnorm(model)
+                out = model(xb)
+                loss = clean_loss(out[:, 0] if regression else out, yb)
+                if frac > 0:
                     kappa = 1.0 - (1.0 - kappa_end) * frac
-                    if frac > 0:
-                        z = worst_case_logits(*logit_bounds(model, *linf_box(xb, frac * eps)), yb)
-                        loss = kappa * loss + (1.0 - kappa) * F.cross_entropy(z, yb)
+                    loss = kappa * loss + (1.0 - kappa) * ibp_loss(*logit_bounds(model, *linf_box(xb, frac * eps)), yb)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -187,8 +233,9 @@ def train(name: str, method: str | None = None, eps: float | None = None, epochs
         "method": method, "eps": eps, "eps_text": _eps_text(eps), "threat": f"linf:eps={_eps_text(eps)}",
         "epochs": epochs, "seed": seed, "lr": lr, "batch_size": batch_size,
         "warmup": warmup, "ramp": ramp, "kappa_end": kappa_end, "threads": threads,
-        "n_train": len(Xtr), "n_test": test["n"],
-        "clean_test_acc": test["clean_acc"], "ibp_certified_acc": test["ibp_certified_acc"],
+        "n_train": len(Xtr), "n_test": test["n"], "task": "regression" if regression else "classification",
+        **({"test_mae": test["mae"], "ibp_deviation_median": test["ibp_deviation_median"]} if regression else
+           {"clean_test_acc": test["clean_acc"], "ibp_certified_acc": test["ibp_certified_acc"]}),
         "check_first_n": check, "final_train_loss": run_loss / len(Xtr),
         "train_time_s": round(train_time, 2), "torch_version": torch.__version__,
     }
@@ -231,7 +278,8 @@ def _parse_eps(text: str) -> float:
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The argument parser of the training CLI (pass ``parser`` to fill a subcommand parser)."""
     p = parser or argparse.ArgumentParser(prog="python -m stverify.zoo.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", choices=list(ARCHITECTURES), metavar="NAME", help=f"zoo model: {', '.join(ARCHITECTURES)}")
+    trainable = [n for n, s in ARCHITECTURES.items() if s.trained]
+    p.add_argument("name", choices=trainable, metavar="NAME", help=f"zoo model: {', '.join(trainable)}")
     p.add_argument("--method", choices=METHODS, help="standard or ibp (default: the model's recipe)")
     p.add_argument("--eps", type=_parse_eps, help="L-inf radius for IBP training and certification, e.g. 2/255")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the model's recipe)")
