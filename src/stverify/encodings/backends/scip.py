@@ -8,9 +8,8 @@ import time
 
 import numpy as np
 from pyscipopt import Model
-from pyscipopt.scip import Expr, Term
 
-from .scip_capi import add_model
+from .scip_capi import add_model, set_objective, solution
 from . import SolveResult, finite_or_inf
 
 _STATUS = {"optimal": "optimal", "infeasible": "infeasible", "timelimit": "timeout",
@@ -18,13 +17,9 @@ _STATUS = {"optimal": "optimal", "infeasible": "infeasible", "timelimit": "timeo
            "gaplimit": "optimal"}  # within the absolute gap asked of ``optimize`` (0 unless given)
 
 
-def _expr(xs, cols, vals) -> Expr:
-    return Expr({Term(xs[c]): v for c, v in zip(cols.tolist(), vals.tolist())})
-
-
-def build(model, deadline: float = math.inf) -> tuple[Model, list] | None:
-    """A silent SCIP model holding ``model`` (no objective yet) and its variables, in order; None
-    when ``deadline`` passes while it is built."""
+def build(model, deadline: float = math.inf) -> tuple[Model, np.ndarray] | None:
+    """A silent SCIP model holding ``model`` (no objective yet) and its variables, in order (their
+    SCIP pointers, ``scip_capi``); None when ``deadline`` passes while it is built."""
     m = Model()
     m.hideOutput()
     xs = add_model(m, model, deadline)
@@ -36,15 +31,14 @@ def build(model, deadline: float = math.inf) -> tuple[Model, list] | None:
     return m, xs
 
 
-def optimize(m: Model, xs: list, objective, *, time_limit=None, threads=1, early_stop=None,
+def optimize(m: Model, xs: np.ndarray, objective, *, time_limit=None, threads=1, early_stop=None,
              abs_gap: float = 0.0) -> SolveResult:
     """Minimise ``objective`` over a model from ``build``; the model can be optimised again with
     another objective (its previous solve is freed first).  ``abs_gap``: stop (status optimal) once
     the best solution is within this of the dual bound."""
     start = time.perf_counter()
     m.freeTransform()
-    nz = np.flatnonzero(objective.coef)
-    m.setObjective(_expr(xs, nz, objective.coef[nz]) + objective.const, "minimize")
+    set_objective(m, xs, objective.coef, objective.const)
     m.setParam("lp/threads", int(threads))
     for name, v in zip(("limits/time", "limits/primal", "limits/dual", "limits/absgap"),
                        (time_limit, *(early_stop or (None, None)), abs_gap or None)):
@@ -54,8 +48,7 @@ def optimize(m: Model, xs: list, objective, *, time_limit=None, threads=1, early
             m.resetParam(name)
     m.optimize()
     status = _STATUS.get(m.getStatus(), "error")
-    sol = m.getBestSol() if m.getNSols() else None
-    x = None if sol is None else np.array([m.getSolVal(sol, v) for v in xs])
+    x = solution(m, xs) if m.getNSols() else None
     stats = {"solver": "scip", "raw_status": m.getStatus(), "nodes": int(m.getNNodes()),
              "gap": finite_or_inf(m.getGap()), "build_s": 0.0, "solve_s": time.perf_counter() - start}
     bound = np.inf if status == "infeasible" else finite_or_inf(m.getDualbound())
@@ -65,7 +58,7 @@ def optimize(m: Model, xs: list, objective, *, time_limit=None, threads=1, early
 class Loaded:
     """A built SCIP model, minimised over one objective after another."""
 
-    def __init__(self, m: Model, xs: list, threads: int):
+    def __init__(self, m: Model, xs: np.ndarray, threads: int):
         self.m, self.xs, self.threads = m, xs, threads
 
     def minimise(self, objective, *, time_limit=None, early_stop=None) -> SolveResult:

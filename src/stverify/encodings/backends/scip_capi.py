@@ -5,7 +5,9 @@ for the 2.2M terms of a VVN GTSRB model.  Here the variables and the rows are cr
 released by ``SCIPcreateVarBasic`` / ``SCIPcreateConsBasicLinear``, ``SCIPaddVar`` /
 ``SCIPaddCons`` and ``SCIPrelease*``, each mapped over a block of them (``map`` calls the
 function from C: no Python loop per row), reading the coefficients and variable pointers in place,
-exactly, as doubles; the model stays a pyscipopt ``Model``, solved, queried and freed as usual.
+exactly, as doubles; the model stays a pyscipopt ``Model``, solved, queried and freed as usual,
+but its variables are known by their pointers (``set_objective``, ``solution``): pyscipopt's
+``getVars`` costs 6 us a variable.
 """
 from __future__ import annotations
 
@@ -37,7 +39,10 @@ def _lib() -> ctypes.CDLL:
             ("SCIPreleaseVar", [_P, _P], ctypes.c_int),
             ("SCIPcreateConsBasicLinear", [_P, _P, ctypes.c_char_p, ctypes.c_int, _P, _P, _D, _D], ctypes.c_int),
             ("SCIPaddCons", [_P, _P], ctypes.c_int),
-            ("SCIPreleaseCons", [_P, _P], ctypes.c_int)):
+            ("SCIPreleaseCons", [_P, _P], ctypes.c_int),
+            ("SCIPchgVarObj", [_P, _P, _D], ctypes.c_int),
+            ("SCIPgetBestSol", [_P], _P),
+            ("SCIPgetSolVals", [_P, _P, ctypes.c_int, _P, _P], ctypes.c_int)):
         f = getattr(lib, name)
         f.argtypes, f.restype = args, res
     return lib
@@ -72,10 +77,11 @@ def _add(scip: int, create, add, release, args: list[list], deadline: float, wha
     return slots.tolist()
 
 
-def add_model(m: pyscipopt.Model, model, deadline: float = math.inf) -> list | None:
+def add_model(m: pyscipopt.Model, model, deadline: float = math.inf) -> np.ndarray | None:
     """Add the variables and rows of ``model`` (a ``MILPModel``) to the empty pyscipopt model ``m``;
-    returns its pyscipopt variables in the model's order, or None once ``deadline`` (a
-    ``time.perf_counter()`` instant) has passed (checked every CHECK_EVERY variables or rows)."""
+    returns the pointers of its variables in the model's order (for ``set_objective`` and
+    ``solution``), or None once ``deadline`` (a ``time.perf_counter()`` instant) has passed
+    (checked every CHECK_EVERY variables or rows)."""
     lib, scip = _lib(), _scip_pointer(m)
     inf = lib.SCIPinfinity(scip)
     clip = lambda b: np.clip(b, -inf, inf).tolist()  # noqa: E731 - SCIP's infinity
@@ -85,14 +91,33 @@ def add_model(m: pyscipopt.Model, model, deadline: float = math.inf) -> list | N
                 deadline, "SCIPcreateVarBasic / SCIPaddVar")
     if ptrs is None:
         return None
+    ptrs = np.array(ptrs, dtype=np.uintp)
     A = model.to_csr()
-    row_vars, vals = np.array(ptrs, dtype=np.uintp)[A.indices], np.ascontiguousarray(A.data, dtype=np.float64)
+    row_vars, vals = ptrs[A.indices], np.ascontiguousarray(A.data, dtype=np.float64)
     first = A.indptr[:-1].astype(np.uint64)
     rows = _add(scip, lib.SCIPcreateConsBasicLinear, lib.SCIPaddCons, lib.SCIPreleaseCons,
                 [np.diff(A.indptr).tolist(), (row_vars.ctypes.data + row_vars.itemsize * first).tolist(),
                  (vals.ctypes.data + vals.itemsize * first).tolist(), clip(model.row_lo), clip(model.row_hi)],
                 deadline, "SCIPcreateConsBasicLinear / SCIPaddCons")
-    if rows is None:
+    return None if rows is None else ptrs
+
+
+def set_objective(m: pyscipopt.Model, ptrs: np.ndarray, coef: np.ndarray, const: float) -> None:
+    """Minimise const + <coef, x> (over the variables ``ptrs`` of ``add_model``)."""
+    m.setObjective(float(const), "minimize")  # (clears every coefficient, in C)
+    lib, scip, nz = _lib(), _scip_pointer(m), np.flatnonzero(coef)
+    if any(c != SCIP_OKAY for c in map(lib.SCIPchgVarObj, repeat(scip, len(nz)), ptrs[nz].tolist(), coef[nz].tolist())):
+        raise RuntimeError("SCIP's SCIPchgVarObj failed (SCIP_RETCODE not SCIP_OKAY)")
+
+
+def solution(m: pyscipopt.Model, ptrs: np.ndarray) -> np.ndarray | None:
+    """The values of the variables ``ptrs`` in the best solution found, or None."""
+    lib, scip = _lib(), _scip_pointer(m)
+    sol = lib.SCIPgetBestSol(scip)
+    if not sol:
         return None
-    by_pointer = {v.ptr(): v for v in m.getVars()}  # (SCIP orders them by type)
-    return [by_pointer[p] for p in ptrs]
+    ptrs = np.ascontiguousarray(ptrs, dtype=np.uintp)
+    vals = np.empty(len(ptrs))
+    if lib.SCIPgetSolVals(scip, sol, len(ptrs), ptrs.ctypes.data, vals.ctypes.data) != SCIP_OKAY:
+        raise RuntimeError("SCIP's SCIPgetSolVals failed (SCIP_RETCODE not SCIP_OKAY)")
+    return vals
