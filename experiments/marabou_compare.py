@@ -27,7 +27,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 

@@ -9,7 +9,7 @@ import torch
 from stverify.audit import audit
 from stverify.audit.claims import Key, bounds_claims, onnx_layer_map, read_bounds_file, write_bounds_file
 from stverify.audit.report import compare_bounds
-from stverify.bench.config import data_path
+from stverify.data import data_path
 from stverify.cli import main
 from stverify.data import load_sample
 from stverify.errors import InputError

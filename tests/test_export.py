@@ -243,7 +243,7 @@ def test_exported_vnnlib_reads_back_to_the_same_set_and_verdict(tmp_path, split_
     exactly (points of the set in, points just outside out), and the MILP gives the threat's verdict
     (and, on one disjunctive file, its optimal margin)."""
     from stverify import load_sample, verify
-    from stverify.bench.config import data_path
+    from stverify.data import data_path
 
     items, nets = ex.items_from_args(ex.model_spec("tiny_std"), "test", [0, 1],
                                      ["anyframes:k=1,eps=32/255", "anypatch:eps=48/255,len=3,h=8,w=8", "linf:eps=8/255"])

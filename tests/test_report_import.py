@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stverify.bench import load_config, read_results, run_bench, write_report
-from stverify.bench.config import data_path
+from stverify.data import data_path
 from stverify.cli import main as cli_main
 from stverify.data import load_sample
 from stverify.errors import InputError

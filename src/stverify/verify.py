@@ -23,7 +23,7 @@ import numpy as np
 
 from . import validation
 from .complete.crosscheck import verify_all
-from .dispatch import ATTACK_BUDGET_S, COMPLETE, METHODS, register, run  # noqa: F401 - ATTACK_BUDGET_S: public
+from .dispatch import METHODS, register, run
 from .errors import InputError
 from .properties import OutputSpec, reduce_to_label
 from .replay import replay

@@ -40,7 +40,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..bench.config import ModelSpec, data_path, expand, load_config
+from ..bench.config import ModelSpec, expand, load_config
+from ..data import data_path
 from ..bench.store import Store
 from ..data import load_sample
 from .. import validation

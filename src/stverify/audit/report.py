@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.config import ModelSpec, data_path
+from ..bench.config import ModelSpec
+from ..data import data_path
 from ..bench.report import _md
 from ..bench.store import read_results
 from ..data import load_sample

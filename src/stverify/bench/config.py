@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import validation
-from ..data import DATASETS, SPLITS, data_path, read_split  # noqa: F401 - data_path: audit, report import it here
+from ..data import DATASETS, SPLITS, read_split
 from ..errors import InputError
 from ..network.load import load_network
 from ..properties import parse_property

@@ -2,7 +2,7 @@
 instance, given time (``all``, their cross-check, included)."""
 from __future__ import annotations
 
-from ..verify import COMPLETE as VERIFY_COMPLETE
+from ..dispatch import COMPLETE as VERIFY_COMPLETE
 
 COMPLETE = VERIFY_COMPLETE | {"all"}
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_sample
+from ..data import data_path, load_sample
 from ..errors import InputError
 from ..interchange.vnncomp import read_result
 from ..interchange.witness import WitnessCheck, check_witness
 from ..properties import parse_property
 from ..result import STATUSES
 from ..threats import KINDS, parse_eps, parse_threat
-from .config import ModelSpec, data_path, load_config
+from .config import ModelSpec, load_config
 from .imported import import_results, is_imported
 from .methods import COMPLETE, is_complete
 from .plots import write_figures
