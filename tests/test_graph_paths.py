@@ -254,3 +254,21 @@ def test_exact_bounds_name_a_graph_tensor():
     g = sv.exact_bounds(graph, x, threat, layer="5", timeout=60)
     assert g.layer == 6
     _agree(g, sv.exact_bounds(chain, x, threat, layer=5, timeout=60))
+
+
+@pytest.mark.parametrize("model,kind,complete", [("input_skip", LINF, "eps-milp"), ("input_skip", FRAMES, "bab"),
+                                                 ("input_skip", PATCH, "eps-milp"), ("concat_branches", LINF, "eps-milp")])
+def test_radius_on_a_graph_brackets_the_chain_twins_radius(model, kind, complete):
+    """``radius`` on a graph: the graph and its chain twin compute one function, so they have one
+    maximum safe radius r*; each search's bracket [lower, upper] holds r* (lower proven robust, upper
+    a replayed counterexample), hence the two brackets meet, and both close to the tolerance."""
+    from stverify.complete.radius import max_safe_radius
+
+    graph, chain, x, y = _instance(model)
+    g, c = (max_safe_radius(net, x, y, kind.format(0.1), tol=5e-3, eps_max=1.0, timeout=60, complete=complete)
+            for net in (graph, chain))
+    assert g.exact and c.exact and 0 < g.upper < 1.0
+    assert max(g.lower, c.lower) <= min(g.upper, c.upper) + 1e-9
+    assert sv.parse_threat(kind.format(g.upper)).contains(x, g.counterexample)
+    out = graph.forward(g.counterexample)
+    assert out[y] < np.delete(out, y).max()
