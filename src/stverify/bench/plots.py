@@ -86,26 +86,32 @@ def family(threat: str) -> str:
 
 
 def accuracy_eps(records: list[dict], summary: list[dict], path: Path) -> None:
-    """Per model (rows) and threat family (columns): verified fraction of each incomplete method and
-    the exact robust accuracy (grey band: lo-hi while instances are undecided) against eps."""
+    """Per model (rows) and each of its threat families (columns, by kind: models whose input shapes
+    give other default sets, e.g. another patch size, share the column of the kind; a model with fewer
+    families leaves the rest blank): verified fraction of each incomplete method and the exact robust
+    accuracy (grey band: lo-hi while instances are undecided) against eps."""
     models = list(dict.fromkeys(r["model"] for r in summary))
-    families = list(dict.fromkeys(family(r["threat"]) for r in summary))
+    families = {m: list(dict.fromkeys(family(r["threat"]) for r in summary if r["model"] == m)) for m in models}
+    columns = max(len(f) for f in families.values())
     incomplete = list(dict.fromkeys(r["method"] for r in records if not is_complete(r)))
     colors = dict(zip(incomplete, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    fig, axes = plt.subplots(len(models), len(families), figsize=(3.4 * len(families) + 1.8, 2.9 * len(models)),
+    fig, axes = plt.subplots(len(models), columns, figsize=(3.4 * columns + 1.8, 2.9 * len(models)),
                              squeeze=False, sharey=True)
-    for ax, (model, fam) in zip(axes.flat, [(m, f) for m in models for f in families]):
-        rows = sorted((r for r in summary if r["model"] == model and family(r["threat"]) == fam),
-                      key=lambda r: parse_eps(r["eps"]))
-        x = [parse_eps(r["eps"]) * 255 for r in rows]
-        ax.fill_between(x, [r["exact_robust_lo"] for r in rows], [r["exact_robust_hi"] for r in rows], color="0.85",
-                        label="exact robust, undecided band")
-        ax.plot(x, [r["exact_robust_lo"] for r in rows], "k-o", ms=4, lw=2, label="exact robust acc")
-        for m, marker in zip(incomplete, "s^vDPX" * len(incomplete)):
-            ax.plot(x, [r.get(m, np.nan) for r in rows], "--", marker=marker, ms=4, color=colors[m], label=m)
-        ax.set(ylim=(-0.03, 1.03), xlabel="eps x 255", xticks=x, xticklabels=[f"{v:g}" for v in x])
-        ax.set_title(f"{model}  {fam}", fontsize=8)
-        ax.grid(alpha=0.3)
+    for row, model in zip(axes, models):
+        for ax in row[len(families[model]):]:
+            ax.set_visible(False)
+        for ax, fam in zip(row, families[model]):
+            rows = sorted((r for r in summary if r["model"] == model and family(r["threat"]) == fam),
+                          key=lambda r: parse_eps(r["eps"]))
+            x = [parse_eps(r["eps"]) * 255 for r in rows]
+            ax.fill_between(x, [r["exact_robust_lo"] for r in rows], [r["exact_robust_hi"] for r in rows], color="0.85",
+                            label="exact robust, undecided band")
+            ax.plot(x, [r["exact_robust_lo"] for r in rows], "k-o", ms=4, lw=2, label="exact robust acc")
+            for m, marker in zip(incomplete, "s^vDPX" * len(incomplete)):
+                ax.plot(x, [r.get(m, np.nan) for r in rows], "--", marker=marker, ms=4, color=colors[m], label=m)
+            ax.set(ylim=(-0.03, 1.03), xlabel="eps x 255", xticks=x, xticklabels=[f"{v:g}" for v in x])
+            ax.set_title(f"{model}  {fam}", fontsize=8)
+            ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("fraction of instances")
     handles, names = axes.flat[0].get_legend_handles_labels()
