@@ -6,26 +6,33 @@ exact concretisation over the threat set) in one torch thread:
 
 * ``graph``: residual networks (a stem conv, an identity block, a downsampling block with a
   strided 1x1x1 conv + BatchNorm shortcut, global average pooling, a linear head; He-initialised)
-  at two sizes, STBP-CROWN under linf, anyframes:k=1 and anypatch.  Each graph is timed against
+  at three sizes (``GRAPH_SIZES``) under linf, anyframes:k=1 and anypatch, each against
   (a) ``plain``: the chain of the same main-path nodes, skip and shortcut removed (the same
   arithmetic minus the Adds and the shortcut), and (b) ``twin``: the chain computing the same
-  function (a skip carried through a ReLU as relu(s), relu(-s), as in tests/test_graph_paths.py),
-  whose margin lower bound is reported beside the graph's.  Per call warm (after one untimed
-  call), the three interleaved in a rotating order, --reps rounds; ratios per round.
+  function (a skip carried through a ReLU as relu(s), relu(-s), as in tests/test_graph_paths.py).
+  Timed: the CROWN backward pass of the same neurons (``--rows``) of the last ReLU's input, and,
+  on the smallest size, whole STBP-CROWN calls, whose margin lower bounds (graph, twin) are
+  reported side by side.  The three interleaved in a rotating order, --reps rounds.
 * ``chain``: the zoo chains tiny, small, medmnist, test inputs 0-2, STBP with ibp, crown and
   alpha-crown under linf, anyframes:k=1 and anypatch at eps 4/255, the old commit (--old: its
   ``src``) and this checkout each in one long-lived worker process, the two interleaved per
   configuration (old, new, new, old, ...), each turn a batch of warm calls; the ratio new / old of
-  every round's two batch medians, and a check that the margins are identical.
-* ``r3d``: ``zoo.network("r3d18_small")`` (3x16x112x112, untrained), STBP-CROWN on a seeded
-  random input under linf, anyframes:k=1 and anypatch at eps 1/255, each in a fresh process whose
-  address space is limited to 4 GiB (``RLIMIT_AS``): its wall time and peak RSS (ru_maxrss).
+  every round's two batch medians, and a check that the margins are identical (``--only``
+  measures some configurations again).
+* ``r3d``: ``zoo.network("r3d18_small")`` (3x16x112x112, untrained) on a seeded random input under
+  linf, anyframes:k=1 and anypatch at eps 1/255, each run in a fresh process whose address space
+  is limited to 4 GiB (``RLIMIT_AS``): wall time and peak RSS (ru_maxrss) of CROWN on the margins
+  over IBP bounds, and of STBP-CROWN cut to IBP after ``--r3d-timeout`` s; and the CPU time per
+  CROWN row from each tensor STBP-CROWN refines (``part_r3d``).
+
+Every time is measured warm (after one untimed call); the ratios use CPU time (one thread), which
+counts this process's work and not the time other jobs on the shared cores took.
 
 Results: ``results/graph_bench/graph_bench.jsonl`` (one line per measurement) and
 ``results/graph_bench/graph_bench.md`` (the tables, rebuilt from the .jsonl of every part run).
 
     git worktree add /tmp/old011 011dddd        # or: git archive 011dddd | tar -x -C /tmp/old011
-    PYTHONPATH=src .venv/bin/python experiments/graph_bench.py --old /tmp/old011/src   # about 10 min
+    PYTHONPATH=src .venv/bin/python experiments/graph_bench.py --old /tmp/old011/src   # about 20 min
     PYTHONPATH=src .venv/bin/python experiments/graph_bench.py --part graph --reps 9
 """
 from __future__ import annotations
@@ -59,6 +66,7 @@ CHAIN_THREATS = ("linf:eps=4/255", "anyframes:k=1,eps=4/255", "anypatch:eps=4/25
 RELAXATIONS = ("ibp", "crown", "alpha-crown")
 R3D_THREATS = ("linf:eps=1/255", "anyframes:k=1,eps=1/255", "anypatch:eps=1/255,len=2,h=8,w=8")
 R3D_LIMIT = 4 << 30
+R3D_ROWS = 4  # neurons per refined tensor whose CROWN rows (lower and upper) part r3d times
 
 
 def _quiet_torch():
@@ -256,7 +264,12 @@ def _chain_inputs(tmp: Path) -> dict[str, str]:
     return out
 
 
-def part_chain(old_src: str, reps: int, emit) -> None:
+def _chain_name(model: str, relaxation: str, threat: str) -> str:
+    return f"{model}/{relaxation}/{threat}"
+
+
+def part_chain(old_src: str, reps: int, only: list[str] | None, emit) -> None:
+    """``only``: the configurations (``_chain_name``) to measure, all when None."""
     with tempfile.TemporaryDirectory() as tmp:
         inputs = _chain_inputs(Path(tmp))
         workers = {"old": Worker(old_src), "new": Worker(str(NEW_SRC))}
@@ -264,6 +277,8 @@ def part_chain(old_src: str, reps: int, emit) -> None:
             for model in CHAIN_MODELS:
                 for relaxation in RELAXATIONS:
                     for threat in CHAIN_THREATS:
+                        if only and _chain_name(model, relaxation, threat) not in only:
+                            continue
                         for index in range(3):
                             req = dict(model=model, index=index, relaxation=relaxation, threat=threat,
                                        inputs=inputs[model])
@@ -293,7 +308,7 @@ torch.set_num_threads(1)
 import stverify as sv
 from stverify import zoo
 from stverify.stbp_hybrid.certify import certify, make_support, torch_layers
-from stverify.stbp_hybrid.propagate import layer_bounds, margin_bounds, spec_matrix
+from stverify.stbp_hybrid.propagate import closed_form_nodes, crown_refine, layer_bounds, margin_bounds, spec_matrix
 net = zoo.network("r3d18_small")
 x = np.random.default_rng(0).uniform(0, 1, net.input_shape)
 y, threat, mode, timeout = int(net.predict(x)), sv.parse_threat({threat!r}), {mode!r}, {timeout!r}
@@ -304,10 +319,25 @@ if mode == "margins":
     with torch.no_grad():
         bounds = layer_bounds(layers, sup, "ibp")
         margin, done = margin_bounds(layers, bounds, sup, spec_matrix(net.n_classes, y), "crown").min().item(), True
+elif mode == "rows":  # CPU time of CROWN rows from every tensor STBP refines, a few sampled neurons each
+    layers, sup = torch_layers(net), make_support(x, threat, "threat")
+    closed, per_tensor = closed_form_nodes(layers), []
+    with torch.no_grad():
+        bounds = layer_bounds(layers, sup, "ibp")
+        for t in sorted(set(net.relu_inputs.values()) - {{j + 1 for j in closed}}):
+            lo, hi = bounds[t]
+            which = torch.zeros(lo.numel(), dtype=torch.bool)
+            which[torch.as_tensor(np.random.default_rng(t).choice(lo.numel(), {rows}, replace=False))] = True
+            c = time.process_time()
+            crown_refine(layers, bounds, sup, t - 1, lo, hi, which.reshape(lo.shape))
+            per_tensor.append({{"node": net.names[t - 1], "neurons": lo.numel(),
+                               "cpu_per_row_s": (time.process_time() - c) / (2 * {rows})}})
+    margin, done = None, True
 else:
     cert = certify(net, x, y, threat, "crown", deadline=time.perf_counter() + timeout if timeout else math.inf)
     margin, done = cert.min_margin, not cert.stats["deadline_passed"]
 print(json.dumps({{"time_s": time.perf_counter() - t, "margin_lb": margin, "completed": done, "label": y,
+                  **({{"per_tensor": per_tensor}} if mode == "rows" else {{}}),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rss_before_mb": rss0 / 1024}}))
 """
@@ -317,10 +347,13 @@ def part_r3d(timeout: float, emit) -> None:
     """Per threat, each in a fresh process under RLIMIT_AS = 4 GiB: (margins) CROWN on the margins
     over IBP bounds of every tensor: the deepest backward pass there is, dense rows from the logits
     through all 48 nodes to the input, concretised over the set; (stbp) ``certify`` STBP-CROWN,
-    CROWN on every unstable intermediate neuron, cut to IBP after ``timeout`` seconds (0: none)."""
+    CROWN on every unstable intermediate neuron, cut to IBP after ``timeout`` seconds (0: none);
+    (rows, linf only) the CPU time per CROWN row from each tensor STBP refines (R3D_ROWS sampled
+    neurons, on IBP bounds), hence what refining every neuron would take."""
     for threat in R3D_THREATS:
-        for mode in ("margins", "stbp"):
-            code = R3D_CALL.format(limit=R3D_LIMIT, src=str(NEW_SRC), threat=threat, mode=mode, timeout=timeout)
+        for mode in ("margins", "stbp") + (("rows",) if threat == R3D_THREATS[0] else ()):
+            code = R3D_CALL.format(limit=R3D_LIMIT, src=str(NEW_SRC), threat=threat, mode=mode, timeout=timeout,
+                                   rows=R3D_ROWS)
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                   env={**os.environ, **ENV})
@@ -352,7 +385,7 @@ def _rounds(rows, key, a: str, b: str, field: str):
 
 
 def tables(rows: list[dict]) -> str:
-    out = [f"# Graph speed and memory (issue 16)\n",
+    out = ["# Graph speed and memory (issue 16)\n",
            f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), one torch thread; "
            f"per-call CPU times (ms, median over rounds); ratios: median over interleaved rounds, [min, max] over rounds.\n"]
     graph = [r for r in rows if r["part"] == "graph"]
@@ -381,7 +414,10 @@ def tables(rows: list[dict]) -> str:
             for k in keys:
                 t = " | ".join(f"{statistics.median(ms[k + (n,)]):.1f}" for n in nets)
                 out.append(f"| {k[1]} | `{k[2]}` | {t} | {_spread(vs_plain[k])} | {_spread(vs_twin[k])} | {cell(k)} |")
-            out.append("")
+            out.append("" if what == "rows" else
+                       "\n`unstable`: `Certificate.unstable`, counted on the reported (outward-widened by 1e-9) "
+                       "boxes, so the twin's copies relu(h), relu(-h) of a non-negative h, whose exact bounds touch 0, "
+                       "count as unstable too (on 1x4x10x10 linf: 249 with |bound| > 1e-8, 1803 counted).\n")
     chain = [r for r in rows if r["part"] == "chain"]
     if chain:
         key = lambda r: (r["model"], r["relaxation"], r["threat"])  # noqa: E731
@@ -412,12 +448,22 @@ def tables(rows: list[dict]) -> str:
                 "nodes); `stbp`: STBP-CROWN (`certify`), cut to IBP after the time limit.\n",
                 "| threat | mode | exit | CROWN finished | time s | peak RSS MB | margin_lb |", "|" + " --- |" * 7]
         for r in r3d:
+            if r.get("mode") == "rows":
+                continue
             if r["rc"] == 0:
                 done = "yes" if r["completed"] else f"no (cut at {r['timeout_s']:g} s)"
                 out.append(f"| `{r['threat']}` | {r['mode']} | 0 | {done} | "
                            f"{r['time_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['margin_lb']:.4g} |")
             else:
                 out.append(f"| `{r['threat']}` | {r['mode']} | {r['rc']}: {r['error']} | | | | |")
+        for r in (r for r in r3d if r.get("mode") == "rows" and r["rc"] == 0):
+            total = sum(p["neurons"] * 2 * p["cpu_per_row_s"] for p in r["per_tensor"])
+            out += [f"\nCROWN rows from each tensor STBP-CROWN refines (`{r['threat']}`; CPU per row, "
+                    f"{R3D_ROWS} sampled neurons x lower and upper, on IBP bounds; peak RSS {r['peak_rss_mb']:.0f} MB):\n",
+                    "| node | neurons | CPU ms / row | all its neurons, CPU s |", "| --- | --- | --- | --- |"]
+            out += [f"| {p['node']} | {p['neurons']} | {1e3 * p['cpu_per_row_s']:.2f} | "
+                    f"{p['neurons'] * 2 * p['cpu_per_row_s']:.0f} |" for p in r["per_tensor"]]
+            out.append(f"| all {len(r['per_tensor'])} | | | {total:.0f} ({total / 3600:.1f} h) |")
         out.append("")
     return "\n".join(out)
 
@@ -430,6 +476,8 @@ def main(argv=None) -> None:
     ap.add_argument("--rows", type=int, default=128, help="neurons bounded per backward-pass measurement (part graph)")
     ap.add_argument("--r3d-timeout", type=float, default=60.0,
                     help="seconds of STBP-CROWN on r3d18_small before the rest falls back to IBP (0: none; hours)")
+    ap.add_argument("--only", nargs="+", metavar="MODEL/RELAXATION/THREAT",
+                    help="part chain: measure these configurations again (their rows are replaced), e.g. small/ibp/linf:eps=4/255")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -440,7 +488,9 @@ def main(argv=None) -> None:
     raw = RESULTS / "graph_bench.jsonl"
     parts = ("graph", "chain", "r3d") if args.part == "all" else (args.part,)
     kept = [json.loads(line) for line in raw.read_text().splitlines()] if raw.exists() else []
-    rows = [r for r in kept if r["part"] not in parts]
+    rerun = lambda r: r["part"] in parts and (not args.only or r["part"] != "chain"  # noqa: E731
+                                              or _chain_name(r["model"], r["relaxation"], r["threat"]) in args.only)
+    rows = [r for r in kept if not rerun(r)]
 
     def emit(row):
         rows.append(row)
@@ -449,7 +499,7 @@ def main(argv=None) -> None:
         if part == "graph":
             part_graph(args.reps, args.rows, emit)
         elif part == "chain":
-            part_chain(args.old, args.reps, emit)
+            part_chain(args.old, args.reps, args.only, emit)
         else:
             part_r3d(args.r3d_timeout, emit)
         raw.write_text("".join(json.dumps(r) + "\n" for r in rows))
