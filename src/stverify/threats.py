@@ -373,6 +373,10 @@ class AnyPatch(Threat):
     def regions(self, shape):
         return [Region(tuple(range(t0, t0 + self.len)), slice(y0, y0 + self.h), slice(x0, x0 + self.w)) for t0, y0, x0 in self.placements(shape)]
 
+    def n_members(self, shape) -> int:
+        """One member per placement (counted without building every placement's region)."""
+        return len(self.placements(shape))
+
     def perturbable(self, shape) -> np.ndarray:
         """The placements are a product of per-axis starts, so their union is the product of the
         per-axis unions of [start, start + size)."""

@@ -21,7 +21,7 @@ import torch
 from .. import tolerances, validation
 from ..errors import InputError
 from ..network.to_torch import TorchNet, torch_model
-from ..threats import DEFAULT_DOMAIN, AnyPatch, Boxes, Threat, member_threats
+from ..threats import DEFAULT_DOMAIN, Boxes, Threat, member_threats
 from .budget import default_budget
 from .propagate import layer_bounds, margin_bounds, spec_matrix
 from .support import BoxesSupport, BoxSupport, ThreatSupport, stack_supports
@@ -63,8 +63,6 @@ def torch_layers(net, dtype=torch.float64, device=None) -> TorchNet:
 
 def is_one_box(threat: Threat, shape) -> bool:
     """Whether the threat set is a single box (then it equals its bounding box)."""
-    if isinstance(threat, AnyPatch):  # counted without building every placement's region
-        return len(threat.placements(shape)) == 1
     return threat.n_members(shape) == 1
 
 
@@ -116,8 +114,10 @@ def certify(net, x: np.ndarray, y: int, threat: Threat, method: str = "crown", c
     ``alpha_every_margin``: alpha-CROWN optimises every margin, not only those CROWN leaves open."""
     cert = certify_batch(net, x, y, [(threat, splits)], method, concretize, domain, device, alpha_steps,
                          memory_budget, deadline, alpha_every_margin)[0]
+    if cert.verified or not members or time.perf_counter() >= deadline:
+        return cert
     n_members = threat.n_members(np.shape(x)) if concretize == "threat" and not isinstance(threat, Boxes) else 1
-    if cert.verified or not 1 < n_members <= members or time.perf_counter() >= deadline:
+    if not 1 < n_members <= members:
         return cert
     parts = certify_batch(net, x, y, [(t, splits) for t in member_threats(threat, np.shape(x))], method, "threat",
                           domain, device, alpha_steps, memory_budget, deadline, alpha_every_margin)
