@@ -59,15 +59,19 @@ def test_zoo_rewrites_match(name, kinds):
 
 
 def test_export_loads_back_to_the_same_network():
+    """The export loads back as the same graph with the float32 weights it wrote: the weights themselves
+    for the chains (trained in float32), rounded ones where a batch norm was folded in float64."""
     for name in zoo.ARCHITECTURES:
         net = zoo.pretrained_network(name)
         back = from_onnx(network_to_onnx(net))
-        assert float32_rounding(net) == 0.0  # the zoo trains in float32
+        folded = name in ("resnet2b", "inception", "medmnist_resnet", "r3d18_small")
+        assert (float32_rounding(net) == 0.0) != folded
         assert [layer.describe() for layer in back.layers] == [layer.describe() for layer in net.layers]
+        assert back.sources == net.sources
         for a, b in zip(net.layers, back.layers):
-            if a.affine:
-                np.testing.assert_array_equal(a.weight, b.weight)
-                np.testing.assert_array_equal(a.bias, b.bias)
+            for attr in ("weight", "bias", "scale", "shift"):
+                if hasattr(a, attr):
+                    np.testing.assert_array_equal(getattr(a, attr).astype(np.float32), getattr(b, attr))
 
 
 @st.composite
