@@ -13,6 +13,7 @@ import pytest
 
 import stverify as sv
 from stverify import stbench
+from stverify.bench import read_results
 from stverify.cli import main
 from stverify.interchange import vnncomp
 from stverify.interchange.manifest import read_manifest
@@ -65,7 +66,7 @@ def test_the_seed_regenerates_the_instances(small, tmp_path):
     assert (out / "instances.csv").read_text() == before and {(m.model, m.index) for m in read_manifest(out)} == picks0
 
 
-def test_headline_table_from_one_command(small, tmp_path):
+def test_headline_table_from_one_command(small, tmp_path, capsys):
     out = tmp_path / "stb"
     assert main(["stbench", "--out", str(out), "--seed", "1", "--n", "2", "--run", "--workers", "2"]) == 0
     table = (out / "results" / "headline.md").read_text()
@@ -82,6 +83,18 @@ def test_headline_table_from_one_command(small, tmp_path):
     for d in ("bands", "labels"):
         assert "violations: 0" in (out / "results" / d / "report.md").read_text().lower() or \
             not (out / "results" / d / "violations.csv").read_text().strip().count("\n")
+    # every written file (band and label properties, union threats) answers in verify --vnnlib as the run decided it
+    decided = {(r["model"], r["index"], r["threat"]): {"verified": "unsat", "falsified": "sat"}[r["status"]]
+               for d in ("bands", "labels") for r in read_results(out / "results" / d / "results.jsonl")
+               if r["method"] == "milp" and r["status"] in ("verified", "falsified")}
+    checked = 0
+    for m in read_manifest(out):
+        assert main(["verify", "--model", str(out / m.onnx), "--vnnlib", str(out / m.vnnlib), "--timeout", "20"]) == 0
+        answer = capsys.readouterr().out.split()[0]
+        if (m.model, m.index, m.threat) in decided:
+            assert answer == decided[m.model, m.index, m.threat], m.vnnlib
+            checked += 1
+    assert checked >= len(lines) and {"sat", "unsat"} <= set(decided.values())
 
 
 def test_bad_arguments_are_one_line(tmp_path, capsys):
