@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,8 @@ def test_the_folder_loads_in_stverify_and_in_a_vnncomp_harness(small, tmp_path, 
     assert len(rows) == len(manifest) == 2 * 2 * 2 + 2 * 2 * 1  # inputs x kinds x budgets per domain
     assert {r.timeout for r in rows} == {20.0, 10.0}
     assert {m.property for m in manifest} == {"deviation:delta=1.5,output=1", None}
+    # VNN-COMP's readers parse <= and >= only: a band's strict complement is written as its closure
+    assert not any(re.search(r"\((<|>) ", (out / m.vnnlib).read_text()) for m in manifest)
     # stverify verify --vnnlib on a band file and a label file
     for m in (next(m for m in manifest if m.property), next(m for m in manifest if not m.property)):
         assert main(["verify", "--model", str(out / m.onnx), "--vnnlib", str(out / m.vnnlib), "--timeout", "20"]) == 0
