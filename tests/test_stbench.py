@@ -100,6 +100,14 @@ def test_headline_table_from_one_command(small, tmp_path, capsys):
     assert checked >= len(lines) and {"sat", "unsat"} <= set(decided.values())
 
 
+def test_exact_robust_accuracy_is_one_number_when_the_complete_methods_decide_all(small, tmp_path):
+    """1 of 10 inputs verified, 9 falsified: 0.10, not a range 0.10-0.10 (1 - 9/10 is not 1/10 in floats)."""
+    records = [{"domain": "labels", "kind": "patch", "eps": "4/255", "method": "milp", "index": i,
+                "status": "verified" if i == 0 else "falsified"} for i in range(10)]
+    row = next(line for line in stbench.headline(records, tmp_path, 1.0).read_text().splitlines() if line.startswith("| labels"))
+    assert row.split("|")[-2].strip() == "0.10"
+
+
 def test_bad_arguments_are_one_line(tmp_path, capsys):
     assert main(["stbench", "--out", str(tmp_path / "x"), "--n", "0"]) == 2
     assert "--n must be an integer >= 1" in capsys.readouterr().err

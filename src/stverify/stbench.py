@@ -216,9 +216,10 @@ def headline(records, folder: Path, run_s: float) -> Path:
         n = max(len(v) for v in by.values())
         frac = {m: sum(s == "verified" for s in by.get(m, {}).values()) / n for m in methods}
         idx = set().union(*(by.get(m, {}).keys() for m in COMPLETE))
-        lo = sum(any(by.get(m, {}).get(i) == "verified" for m in COMPLETE) for i in idx) / n
-        hi = 1 - sum(any(by.get(m, {}).get(i) == "falsified" for m in COMPLETE) for i in idx) / n
-        exact = f"{lo:.2f}" if lo == hi else f"{lo:.2f}-{hi:.2f}"
+        proved = sum(any(by.get(m, {}).get(i) == "verified" for m in COMPLETE) for i in idx)
+        broken = sum(any(by.get(m, {}).get(i) == "falsified" for m in COMPLETE) for i in idx)
+        lo, hi = proved / n, (n - broken) / n
+        exact = f"{lo:.2f}" if proved + broken == n else f"{lo:.2f}-{hi:.2f}"
         rows.append([dom, kind, eps, str(n)] + [f"{frac[m]:.2f}" for m in methods] + [exact])
         series.setdefault((dom, kind), []).append((eps, frac, lo, hi))
     table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
