@@ -254,8 +254,8 @@ def _figure(series: dict, methods: list[str], path: Path) -> None:
             ax.set_ylim(-0.02, 1.02)
             if c == 0:
                 ax.set_ylabel("certified fraction")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=len(methods) + 1, fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))  # the legend below the panels, over no curve
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
