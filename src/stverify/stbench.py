@@ -10,8 +10,8 @@ classifier, misclassified ones included: certified robust accuracy counts them a
 threat kinds ``KINDS`` (frames, anyframes, patch, anypatch, linf: ``bench.config.default_threat``, or
 the domain's ``specs`` where its default union has too many member boxes for one VNN-LIB file) at
 the domain's budgets ``eps``, chosen where the methods separate (some instances certified by STBP,
-some only by the complete methods, some falsified).  Sized so that ``--run --workers 1`` takes about
-40 minutes on a shared 2-core machine (N = 10; the medical domain is most of it).
+some only by the complete methods, some falsified).  Sized so that ``--run --workers 1`` fits in 40
+minutes on a shared 2-core machine (N = 10: 28 minutes measured, most of it the medical domain; README).
 
 DIR holds ``onnx/``, ``vnnlib/`` (a union threat as one disjunctive file, or one file per member
 box with ``--split-members``), ``instances.csv`` (onnx, vnnlib, the domain's timeout),
