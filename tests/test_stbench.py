@@ -32,6 +32,14 @@ def small(monkeypatch):
     monkeypatch.setattr(stbench, "COMPLETE", ("milp",))
 
 
+def _harness():
+    """experiments/interchange/run_instances.py: a VNN-COMP-style harness (one process, instances.csv order)."""
+    spec = importlib.util.spec_from_file_location("run_instances", ROOT / "experiments/interchange/run_instances.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    return harness
+
+
 def test_the_folder_loads_in_stverify_and_in_a_vnncomp_harness(small, tmp_path, capsys):
     out = tmp_path / "stb"
     assert main(["stbench", "--out", str(out), "--seed", "3", "--n", "2"]) == 0
@@ -50,9 +58,7 @@ def test_the_folder_loads_in_stverify_and_in_a_vnncomp_harness(small, tmp_path, 
         assert main(["verify", "--model", str(out / m.onnx), "--vnnlib", str(out / m.vnnlib), "--timeout", "20"]) == 0
         assert capsys.readouterr().out.split()[0] in ("sat", "unsat")
     # a VNN-COMP-style harness (one process, instances.csv order, a results CSV), then stverify's report on it
-    spec = importlib.util.spec_from_file_location("run_instances", ROOT / "experiments/interchange/run_instances.py")
-    harness = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(harness)
+    harness = _harness()
     assert harness.main([str(out), "--out", str(tmp_path / "harness.csv")]) == 0
     results = vnncomp.read_results_csv(tmp_path / "harness.csv")
     assert len(results) == len(rows) and {r.result for r in results} <= {"sat", "unsat", "timeout", "unknown"}
@@ -98,6 +104,16 @@ def test_headline_table_from_one_command(small, tmp_path, capsys):
             assert answer == decided[m.model, m.index, m.threat], m.vnnlib
             checked += 1
     assert checked >= len(lines) and {"sat", "unsat"} <= set(decided.values())
+    # a VNN-COMP tool's results on the folder (here the harness), imported beside each domain's run: sound,
+    # its sat witnesses checked against the band property where the instance states one
+    harness = _harness()
+    assert harness.main([str(out), "--out", str(tmp_path / "harness.csv")]) == 0
+    rows = (tmp_path / "harness.csv").read_text().splitlines()
+    assert any(",sat," in r for r in rows if "deviation" in r)
+    for d, model in (("bands", "tiny"), ("labels", "tiny_std")):
+        (tmp_path / f"{d}.csv").write_text("".join(r + "\n" for r in rows if f"/{model}_" in r))
+        assert main(["report", str(out / "results" / d), "--import", f"tool={tmp_path / f'{d}.csv'}",
+                     "--manifest", str(out / "manifest.json")]) == 0
 
 
 def test_exact_robust_accuracy_is_one_number_when_the_complete_methods_decide_all(small, tmp_path):
