@@ -81,3 +81,22 @@ def test_no_attack_before_a_complete_method_when_stbp_proves_the_instance(monkey
         r = sv.verify(linear_net((1, 1, 1, 2), w, bias), np.full((1, 1, 1, 2), 0.5), 0, "linf:eps=0.25", method=method,
                       timeout=10)
         assert bool(calls) == attacked and r.status == ("falsified" if attacked else "verified"), (bias, r.message)
+
+
+def test_a_strided_input_is_attacked_as_its_copy():
+    """A channel-last file's inputs are strided views (``read_split(...).inputs()``): the attack and every
+    complete method take them as their contiguous copy (the batches of the attack once failed on them)."""
+    import stverify as sv
+
+    shape = (2, 3, 6, 6)  # two channels, as the driving clips
+    net = tiny_network(3, shape=shape)
+    x = np.random.default_rng(1).uniform(0, 1, size=net.input_shape[1:] + net.input_shape[:1])
+    x = np.moveaxis(x, -1, 0)  # C x T x H x W, not contiguous
+    assert not x.flags["C_CONTIGUOUS"]
+    y, threat = int(net.predict(x)), threat_of("linf", 0.3, shape)
+    p = attack(net, x, y, threat, rng=np.random.default_rng(0))
+    q = attack(net, np.ascontiguousarray(x), y, threat, rng=np.random.default_rng(0))
+    assert (p is None) == (q is None) and (p is None or np.array_equal(p, q))
+    for method in ("bab", "milp"):
+        strided, copy = (sv.verify(net, z, y, threat, method=method, timeout=20) for z in (x, np.ascontiguousarray(x)))
+        assert strided.status == copy.status != "error"

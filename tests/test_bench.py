@@ -14,6 +14,7 @@ import pytest
 
 from stverify.bench import Store, load_config, read_results, run_bench, write_report
 from stverify.cli import main as cli_main
+from stverify.errors import InputError
 from stverify.result import VerifyResult
 from stverify.verify import register
 
@@ -158,7 +159,6 @@ def test_a_model_with_an_output_property(tmp_path):
     by = {(r["index"], r["method"]): r["status"] for r in records}
     assert all(by[(i, "milp")] == "verified" for (i, m), s in by.items() if m == "stbp" and s == "verified")
     assert write_report(tmp_path / "out") is not None
-    from stverify.errors import InputError
     import numpy as np
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "reg.npz", x=rng.uniform(size=(5, 4, 10, 10)), y=rng.uniform(-1, 1, 5))  # float targets
@@ -169,3 +169,15 @@ def test_a_model_with_an_output_property(tmp_path):
     bad.write_text(bad.read_text().replace('data = "reg.npz"', 'data = "reg.npz"\nproperty = "deviation:delta=0.5,output=1"'))
     run_bench(load_config(bad), tmp_path / "reg")
     assert {r["label"] for r in read_results(tmp_path / "reg" / "results.jsonl")} == {-1}
+
+
+def test_a_spec_is_reported_under_the_kind_given_beside_it(tmp_path):
+    """``kind`` beside ``spec`` labels its rows (ST-Bench's anyframes over a window of slices is an anypatch
+    spec); a spec alone is reported under its own kind."""
+    threats = ('kind = "anyframes"\nspec = "anypatch:eps={eps},len=1,h=5,w=5,area=1-3-0-5-0-5"\neps = ["4/255"]\n'
+               '[[threats]]\nspec = "anypatch:eps={eps},len=2,h=2,w=2"\neps = ["4/255"]')
+    cfg = load_config(_config(tmp_path / "bench.toml", REAL, threats=threats))
+    assert [(g.kind, g.template.partition(":")[0]) for g in cfg.threats] == [("anyframes", "anypatch"), ("anypatch", "anypatch")]
+    bad = _config(tmp_path / "bad.toml", REAL, threats='kind = "everywhere"\nspec = "linf:eps={eps}"\neps = ["4/255"]')
+    with pytest.raises(InputError, match="give kind"):
+        load_config(bad)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 import stverify as sv
 from stverify import stbench
+from stverify.bench import read_results
 from stverify.cli import main
 from stverify.interchange import vnncomp
 from stverify.interchange.manifest import read_manifest
@@ -30,6 +32,14 @@ def small(monkeypatch):
     monkeypatch.setattr(stbench, "COMPLETE", ("milp",))
 
 
+def _harness():
+    """experiments/interchange/run_instances.py: a VNN-COMP-style harness (one process, instances.csv order)."""
+    spec = importlib.util.spec_from_file_location("run_instances", ROOT / "experiments/interchange/run_instances.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    return harness
+
+
 def test_the_folder_loads_in_stverify_and_in_a_vnncomp_harness(small, tmp_path, capsys):
     out = tmp_path / "stb"
     assert main(["stbench", "--out", str(out), "--seed", "3", "--n", "2"]) == 0
@@ -41,14 +51,14 @@ def test_the_folder_loads_in_stverify_and_in_a_vnncomp_harness(small, tmp_path, 
     assert len(rows) == len(manifest) == 2 * 2 * 2 + 2 * 2 * 1  # inputs x kinds x budgets per domain
     assert {r.timeout for r in rows} == {20.0, 10.0}
     assert {m.property for m in manifest} == {"deviation:delta=1.5,output=1", None}
+    # VNN-COMP's readers parse <= and >= only: a band's strict complement is written as its closure
+    assert not any(re.search(r"\((<|>) ", (out / m.vnnlib).read_text()) for m in manifest)
     # stverify verify --vnnlib on a band file and a label file
     for m in (next(m for m in manifest if m.property), next(m for m in manifest if not m.property)):
         assert main(["verify", "--model", str(out / m.onnx), "--vnnlib", str(out / m.vnnlib), "--timeout", "20"]) == 0
         assert capsys.readouterr().out.split()[0] in ("sat", "unsat")
     # a VNN-COMP-style harness (one process, instances.csv order, a results CSV), then stverify's report on it
-    spec = importlib.util.spec_from_file_location("run_instances", ROOT / "experiments/interchange/run_instances.py")
-    harness = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(harness)
+    harness = _harness()
     assert harness.main([str(out), "--out", str(tmp_path / "harness.csv")]) == 0
     results = vnncomp.read_results_csv(tmp_path / "harness.csv")
     assert len(results) == len(rows) and {r.result for r in results} <= {"sat", "unsat", "timeout", "unknown"}
@@ -65,7 +75,7 @@ def test_the_seed_regenerates_the_instances(small, tmp_path):
     assert (out / "instances.csv").read_text() == before and {(m.model, m.index) for m in read_manifest(out)} == picks0
 
 
-def test_headline_table_from_one_command(small, tmp_path):
+def test_headline_table_from_one_command(small, tmp_path, capsys):
     out = tmp_path / "stb"
     assert main(["stbench", "--out", str(out), "--seed", "1", "--n", "2", "--run", "--workers", "2"]) == 0
     table = (out / "results" / "headline.md").read_text()
@@ -82,6 +92,36 @@ def test_headline_table_from_one_command(small, tmp_path):
     for d in ("bands", "labels"):
         assert "violations: 0" in (out / "results" / d / "report.md").read_text().lower() or \
             not (out / "results" / d / "violations.csv").read_text().strip().count("\n")
+    # every written file (band and label properties, union threats) answers in verify --vnnlib as the run decided it
+    decided = {(r["model"], r["index"], r["threat"]): {"verified": "unsat", "falsified": "sat"}[r["status"]]
+               for d in ("bands", "labels") for r in read_results(out / "results" / d / "results.jsonl")
+               if r["method"] == "milp" and r["status"] in ("verified", "falsified")}
+    checked = 0
+    for m in read_manifest(out):
+        assert main(["verify", "--model", str(out / m.onnx), "--vnnlib", str(out / m.vnnlib), "--timeout", "20"]) == 0
+        answer = capsys.readouterr().out.split()[0]
+        if (m.model, m.index, m.threat) in decided:
+            assert answer == decided[m.model, m.index, m.threat], m.vnnlib
+            checked += 1
+    assert checked >= len(lines) and {"sat", "unsat"} <= set(decided.values())
+    # a VNN-COMP tool's results on the folder (here the harness), imported beside each domain's run: sound,
+    # its sat witnesses checked against the band property where the instance states one
+    harness = _harness()
+    assert harness.main([str(out), "--out", str(tmp_path / "harness.csv")]) == 0
+    rows = (tmp_path / "harness.csv").read_text().splitlines()
+    assert any(",sat," in r for r in rows if "deviation" in r)
+    for d, model in (("bands", "tiny"), ("labels", "tiny_std")):
+        (tmp_path / f"{d}.csv").write_text("".join(r + "\n" for r in rows if f"/{model}_" in r))
+        assert main(["report", str(out / "results" / d), "--import", f"tool={tmp_path / f'{d}.csv'}",
+                     "--manifest", str(out / "manifest.json")]) == 0
+
+
+def test_exact_robust_accuracy_is_one_number_when_the_complete_methods_decide_all(small, tmp_path):
+    """1 of 10 inputs verified, 9 falsified: 0.10, not a range 0.10-0.10 (1 - 9/10 is not 1/10 in floats)."""
+    records = [{"domain": "labels", "kind": "patch", "eps": "4/255", "method": "milp", "index": i,
+                "status": "verified" if i == 0 else "falsified"} for i in range(10)]
+    row = next(line for line in stbench.headline(records, tmp_path, 1.0).read_text().splitlines() if line.startswith("| labels"))
+    assert row.split("|")[-2].strip() == "0.10"
 
 
 def test_bad_arguments_are_one_line(tmp_path, capsys):

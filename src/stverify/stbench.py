@@ -7,8 +7,11 @@ property is a band ``deviation:delta=...`` around the clean steering output), ac
 (the ``action`` model on ``action`` clips: the label stays the argmax) and medical volumes (the
 ``medmnist`` model on ``volume``: the label).  Per domain: N test inputs drawn with the seed (for a
 classifier, misclassified ones included: certified robust accuracy counts them as failures), the
-threat kinds ``KINDS`` (``bench.config.default_threat``: frames, anyframes, patch, anypatch, linf)
-at the domain's budgets ``eps``.
+threat kinds ``KINDS`` (frames, anyframes, patch, anypatch, linf: ``bench.config.default_threat``, or
+the domain's ``specs`` where its default union has too many member boxes for one VNN-LIB file) at
+the domain's budgets ``eps``, chosen where the methods separate (some instances certified by STBP,
+some only by the complete methods, some falsified).  Sized so that ``--run --workers 1`` fits in 40
+minutes on a shared 2-core machine (N = 10: 28 minutes measured, most of it the medical domain; README).
 
 DIR holds ``onnx/``, ``vnnlib/`` (a union threat as one disjunctive file, or one file per member
 box with ``--split-members``), ``instances.csv`` (onnx, vnnlib, the domain's timeout),
@@ -44,12 +47,27 @@ class Domain:
     prop: str | None  # an output property; None: the label's robustness
     eps: tuple[str, ...]  # budgets
     timeout: float  # seconds per instance, in instances.csv and for stverify's run
+    specs: tuple[tuple[str, str], ...] = ()  # (kind, threat template with {eps}) in place of the kind's default set
+
+    def threats(self) -> list[tuple[str, str]]:
+        """(kind, template or "" for ``bench.config.default_threat``) for every kind of ``KINDS``."""
+        given = dict(self.specs)
+        return [(kind, given.get(kind, "")) for kind in KINDS]
 
 
+# The default anypatch places its patch at every pixel of every window: 507 to 10,648 member boxes on
+# these inputs, tens of MB per disjunctive VNN-LIB file or over its limit (``vnnlib.write.MAX_BOUNDS``).
+# ST-Bench's patches sit on a stride inside central frames, and on the 28^3 volumes anyframes is any one
+# of the 8 central slices (all 28 would be 1.2M bounds per file): 8 to 32 member boxes, files of at most
+# 5.2 MB (1.7 MB off the volumes).
 DOMAINS = (
-    Domain("driving", "steering", "deviation:delta=0.1", ("1/255", "4/255"), 30.0),
-    Domain("action", "action", None, ("1/255", "4/255"), 30.0),
-    Domain("medical", "medmnist", None, ("1/255", "2/255"), 60.0),
+    Domain("driving", "steering", "deviation:delta=0.1", ("4/255", "8/255", "16/255"), 30.0,
+           (("anypatch", "anypatch:eps={eps},len=2,h=4,w=4,stride=4,area=2-4-0-16-0-16"),)),
+    Domain("action", "action", None, ("8/255", "32/255", "128/255"), 30.0,
+           (("anypatch", "anypatch:eps={eps},len=2,h=4,w=4,stride=4,area=3-6-0-16-0-16"),)),
+    Domain("medical", "medmnist", None, ("8/255", "32/255", "64/255"), 20.0,
+           (("anyframes", "anypatch:eps={eps},len=1,h=28,w=28,area=10-18-0-28-0-28"),
+            ("anypatch", "anypatch:eps={eps},len=4,h=7,w=7,stride=7,area=12-16-0-28-0-28"))),
 )
 
 
@@ -61,8 +79,8 @@ def config_text(d: Domain, seed: int, n: int) -> str:
         lines.append(f'property = "{d.prop}"')
     lines += ["", "[samples]", 'split = "test"', f"n = {n}", 'select = "random"', f"seed = {seed}", ""]
     eps = ", ".join(f'"{e}"' for e in d.eps)
-    for kind in KINDS:
-        lines += ["[[threats]]", f'kind = "{kind}"', f"eps = [{eps}]", ""]
+    for kind, spec in d.threats():
+        lines += ["[[threats]]", f'kind = "{kind}"'] + ([f'spec = "{spec}"'] if spec else []) + [f"eps = [{eps}]", ""]
     for name, method, options in METHODS:
         opts = ", ".join(f'{k} = "{v}"' for k, v in options.items())
         lines += ["[[methods]]", f'name = "{name}"', f'method = "{method}"', f"options = {{ {opts} }}", ""]
@@ -88,7 +106,8 @@ def _readme(seed: int, n: int, exported, split_members: bool) -> str:
     rows = ["| domain | model | property | threats | budgets | inputs | files | timeout (s) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for d in DOMAINS:
         files = sum(e.model == d.model for e in exported)
-        rows.append(f"| {d.name} | `{d.model}` | {d.prop or 'the label stays the argmax'} | {', '.join(KINDS)} | "
+        threats = ", ".join(f"{k} (`{spec}`)" if spec else k for k, spec in d.threats())
+        rows.append(f"| {d.name} | `{d.model}` | {d.prop or 'the label stays the argmax'} | {threats} | "
                     f"{', '.join(d.eps)} | {n} | {files} | {d.timeout:g} |")
     return "\n".join([
         f"# ST-Bench (seed {seed})", "",
@@ -198,9 +217,10 @@ def headline(records, folder: Path, run_s: float) -> Path:
         n = max(len(v) for v in by.values())
         frac = {m: sum(s == "verified" for s in by.get(m, {}).values()) / n for m in methods}
         idx = set().union(*(by.get(m, {}).keys() for m in COMPLETE))
-        lo = sum(any(by.get(m, {}).get(i) == "verified" for m in COMPLETE) for i in idx) / n
-        hi = 1 - sum(any(by.get(m, {}).get(i) == "falsified" for m in COMPLETE) for i in idx) / n
-        exact = f"{lo:.2f}" if lo == hi else f"{lo:.2f}-{hi:.2f}"
+        proved = sum(any(by.get(m, {}).get(i) == "verified" for m in COMPLETE) for i in idx)
+        broken = sum(any(by.get(m, {}).get(i) == "falsified" for m in COMPLETE) for i in idx)
+        lo, hi = proved / n, (n - broken) / n
+        exact = f"{lo:.2f}" if proved + broken == n else f"{lo:.2f}-{hi:.2f}"
         rows.append([dom, kind, eps, str(n)] + [f"{frac[m]:.2f}" for m in methods] + [exact])
         series.setdefault((dom, kind), []).append((eps, frac, lo, hi))
     table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
@@ -235,8 +255,8 @@ def _figure(series: dict, methods: list[str], path: Path) -> None:
             ax.set_ylim(-0.02, 1.02)
             if c == 0:
                 ax.set_ylabel("certified fraction")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=len(methods) + 1, fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))  # the legend below the panels, over no curve
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

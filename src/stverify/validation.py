@@ -57,10 +57,11 @@ def domain(dom) -> tuple[float, float]:
 
 
 def input_array(x, shape, dom, what: str = "input") -> np.ndarray:
-    """x as float64 of the model's input shape, every voxel finite and inside the data domain
-    (``dom=None``: no domain, as for an explicit union of boxes, which is its own domain)."""
+    """x as a C-contiguous float64 array of the model's input shape (a channel-last file's inputs are
+    strided views), every voxel finite and inside the data domain (``dom=None``: no domain, as for an
+    explicit union of boxes, which is its own domain)."""
     try:
-        x = np.asarray(x, dtype=np.float64)
+        x = np.ascontiguousarray(x, dtype=np.float64)
     except (TypeError, ValueError):
         raise InputError(f"{what} must be an array of numbers") from None
     if x.shape != tuple(shape):

@@ -27,8 +27,8 @@ seed = 0
 kind = "anyframes"          # the default set of this kind for the input shape (default_threat)
 eps = ["16/255", "32/255"]
 [[threats]]
-spec = "patch:eps={eps},t=0-1,y=2,x=2,h=4,w=4"   # or an explicit template
-eps = ["8/255"]
+spec = "patch:eps={eps},t=0-1,y=2,x=2,h=4,w=4"   # or an explicit template, reported under its own kind
+eps = ["8/255"]                                  # or under kind = "..." given beside it
 
 [[methods]]
 name = "milp-stbp"          # the label in results, tables and figures
@@ -251,7 +251,7 @@ def load_config(path, data: str | None = None) -> Config:
     for i, t in enumerate(raw.get("threats", [])):
         where = f"{path}: threats[{i}]"
         template = _text(t, "spec", where) or ""
-        kind = template.partition(":")[0].strip().lower() if template else _text(t, "kind", where, True)
+        kind = _text(t, "kind", where, not template) or template.partition(":")[0].strip().lower()
         if kind not in KINDS or (template and "{eps}" not in template):
             raise InputError(f"{where}: give kind (one of {', '.join(KINDS)}) or spec (a threat with an {{eps}} placeholder)")
         eps = _need(t, "eps", where)

@@ -76,7 +76,8 @@ def import_results(name: str, csv_path, manifest=None) -> tuple[list[dict], dict
         status, message = _status(pairs, members[key])
         sat = next((r for r in rs if r.result == "sat"), None)
         records.append({"model": e.model, "model_file": e.model_file, "arch": e.arch, "data": e.data, "split": e.split,
-                        "index": e.index, "label": e.label, "kind": threat.kind, "eps": format_eps(threat.eps),
+                        "index": e.index, "label": e.label, "property": e.property, "kind": threat.kind,
+                        "eps": format_eps(threat.eps),
                         "threat": key[3], "method": name,
                         "call": {"method": METHOD, "options": {"results": str(csv_path)}, "timeout": e.timeout},
                         "status": status, "time_s": sum(r.run_time for r in rs), "margin_lb": None, "margin_ub": None,

@@ -96,7 +96,7 @@ def attack(net, x0: np.ndarray, y: int, threat: Threat, steps: int = 20, restart
     start = time.perf_counter()
     deadline = math.inf if time_limit is None else start + time_limit
     rng = rng or np.random.default_rng(0)
-    x0 = np.asarray(x0, dtype=np.float64)
+    x0 = np.ascontiguousarray(x0, dtype=np.float64)  # the batches below are views of x0's layout
     model = torch_layers(net)
     if isinstance(threat, Boxes):
         boxes = members_by_gain(model, x0, y, threat)

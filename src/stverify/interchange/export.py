@@ -257,7 +257,7 @@ def _write(out: Path, unique: list[Item], files: dict, nets: dict, rewritten: di
     for it in unique:
         split = split_members and isinstance(parse_threat(it.threat), (AnyFrames, AnyPatch))  # files state members
         stem = f"{slug(it.model)}_{it.split}{it.index}_{slug(it.threat)}" + ("" if it.prop is None else f"_{slug(it.prop)}")
-        output = it.output(nets[it.model])
+        output = it.output(nets[it.model]).closure()  # VNN-COMP's readers take <= and >= only
         for k, t in enumerate(files[it.key]):
             path = out / "vnnlib" / (f"{stem}_m{k}.vnnlib" if split else f"{stem}.vnnlib")
             write_vnnlib(path, t, it.x, output, domain=domain)

@@ -45,6 +45,12 @@ class OutputSpec:
     disjuncts: tuple[tuple[Atom, ...], ...]
     n_outputs: int
 
+    def closure(self) -> "OutputSpec":
+        """The same unsafe set with every strict atom closed (``>`` as ``>=``), as VNN-COMP's readers
+        take it (they parse ``<=`` and ``>=`` only).  A violation lies in the closure too, so a property
+        verified on the closure holds; only points exactly on a strict atom's boundary tell them apart."""
+        return OutputSpec(tuple(tuple(Atom(a.coef, a.const) for a in d) for d in self.disjuncts), self.n_outputs)
+
     @classmethod
     def robustness(cls, label: int, n_outputs: int) -> "OutputSpec":
         """Some class j != label scores at least as high as ``label``: OR_j (Y_j >= Y_label)."""
