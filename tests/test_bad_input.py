@@ -692,3 +692,10 @@ def test_threat_constructors_normalise_numpy_numbers():
     t = sv.threats.AnyFrames(np.float32(0.5), np.int64(2))
     assert (type(t.eps), type(t.k)) == (float, int) and t == sv.threats.AnyFrames(0.5, 2)
     assert sv.threats.Frames(0.1, [2, 0]).frames == (2, 0)  # a list is stored as a (hashable) tuple
+
+
+@pytest.mark.parametrize("eps,text", [(1e308, "1e+308"), (1e16, "1e+16"), (2 / 255, "2/255"), (255.0, "65025/255")])
+def test_a_huge_eps_is_written_as_a_decimal(eps, text):
+    """eps * 255 overflowed to inf for eps near the float maximum (round() raised OverflowError)."""
+    threat = sv.threats.Linf(eps)
+    assert threat.spec() == f"linf:eps={text}" and sv.parse_threat(threat.spec()).eps == pytest.approx(eps)

@@ -62,7 +62,7 @@ def format_eps(eps: float) -> str:
     if math.isinf(eps):
         return "full"
     n = eps * 255
-    if abs(n - round(n)) < 1e-9 and round(n) != 0:
+    if n <= 255 * 255 and abs(n - round(n)) < 1e-9 and round(n) != 0:  # (a huge eps: no fraction, no overflow)
         return f"{round(n)}/255"
     return f"{eps:g}"
 
