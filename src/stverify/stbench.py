@@ -127,11 +127,9 @@ def _readme(seed: int, n: int, exported, split_members: bool) -> str:
 
 
 def _build(out: Path, seed: int, n: int, split_members: bool, log) -> None:
-    from .interchange.export import _check_new, _partial_folder, export, items_from_config
+    from .interchange.export import export, items_from_config, written_whole
 
-    _check_new(out)
-    tmp = _partial_folder(out)
-    try:
+    with written_whole(out) as tmp:
         (tmp / "configs").mkdir()
         items, nets, timeouts = [], {}, {}
         for d in DOMAINS:
@@ -148,13 +146,6 @@ def _build(out: Path, seed: int, n: int, split_members: bool, log) -> None:
         (tmp / "generate_properties.py").write_text(GENERATE)
         (tmp / "stbench.json").write_text(json.dumps({"seed": seed, "n": n, "split_members": split_members}) + "\n")
         (tmp / "README.md").write_text(_readme(seed, n, exported, split_members) + "\n" + (tmp / "README.md").read_text())
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()  # empty (``_check_new``)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write(out, seed: int = 0, n: int = 10, split_members: bool = False, log=print) -> Path:

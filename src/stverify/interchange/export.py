@@ -25,6 +25,7 @@ each), so export for Marabou with ``--split-members``.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -187,20 +188,28 @@ def readme(exported: list[ExportedInstance], rewrites: list[Rewrite], split_memb
     return "\n".join(lines) + "\n"
 
 
-def _check_new(out: Path) -> None:
+@contextlib.contextmanager
+def written_whole(out: Path):
+    """A folder written whole or not at all: refuses an ``out`` that exists and is not an empty folder,
+    yields a temporary folder on out's file system (in its nearest existing ancestor) to write into,
+    and moves it to ``out`` when the block ends; on any error it is removed and nothing is left."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"--out {str(out)!r} already exists and is not an empty folder; an export is written whole "
                          "into a new folder: remove it or choose another")
-
-
-def _partial_folder(out: Path) -> Path:
-    """A temporary folder on out's file system (in its nearest existing ancestor) to write the export into."""
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
     tmp.chmod(0o755)  # mkdtemp's 0o700 would stay on the export
-    return tmp
+    try:
+        yield tmp
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def export(items: list[Item], nets: dict, out, timeout, rewrite: str | None = None, split_members: bool = False,
@@ -213,7 +222,6 @@ def export(items: list[Item], nets: dict, out, timeout, rewrite: str | None = No
     if not all(t > 0 for t in timeouts.values()) or not {it.model for it in items} <= timeouts.keys():
         raise InputError(f"--timeout must be > 0 for every model, found {timeout}")
     out = Path(out)
-    _check_new(out)
     unique = list({it.key: it for it in items}.values())
     files = {}  # instance key -> the threats its files state (the members of a union with split_members)
     for it in unique:
@@ -224,16 +232,8 @@ def export(items: list[Item], nets: dict, out, timeout, rewrite: str | None = No
                              f"above the limit of {MAX_MEMBER_FILES} files per instance; export it as one disjunctive file")
     nets = {name: net for name, net in nets.items() if any(it.model == name for it in unique)}
     rewritten = {name: rewrite_network(net, rewrite) if rewrite else None for name, net in nets.items()}
-    tmp = _partial_folder(out)
-    try:
+    with written_whole(out) as tmp:
         exported, rewrites = _write(tmp, unique, files, nets, rewritten, rewrite, split_members, timeouts, log, domain)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()  # empty (``_check_new``)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"{len(exported)} VNN-LIB file(s) for {len(unique)} instance(s) in {out / 'vnnlib'}; {out / 'instances.csv'} "
         f"(onnx,vnnlib,timeout {'/'.join(f'{t:g}' for t in sorted(set(timeouts.values())))} s); {out / 'manifest.json'}; "
         f"{out / 'README.md'}")
