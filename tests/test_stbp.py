@@ -54,7 +54,7 @@ def pgd_points(net, x0, y, threat, steps=40, restarts=2, seed=0) -> np.ndarray:
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=seeds, kind=kinds, eps=epsilons, pool=pools, method=st.sampled_from(["ibp", "crown", "alpha-crown"]))
+@given(seed=seeds, kind=kinds, eps=epsilons, pool=pools, method=st.sampled_from(["ibp", "crown-ibp", "crown", "alpha-crown"]))
 def test_bounds_contain_sampled_and_pgd_points(seed, kind, eps, pool, method):
     net = tiny_network(seed, pool=pool)
     rng = np.random.default_rng(seed)
@@ -224,3 +224,20 @@ def test_anypatch_bounds_never_list_the_placements_regions(monkeypatch, members)
     wrong = (int(net.predict(x)) + 1) % net.n_classes  # a margin left open: certify counts the members
     cert = certify(net, x, wrong, threat, "crown", members=members)
     assert -np.inf < cert.min_margin <= 0 and "members" not in cert.stats  # 32 members: more than 16
+
+
+@pytest.mark.parametrize("name,threat", [("tiny_std", "linf:eps=4/255"), ("resnet2b", "anyframes:k=1,eps=8/255"),
+                                         ("inception", "anypatch:eps=16/255,len=2,h=3,w=3")])
+def test_crown_ibp_is_crown_on_the_margins_over_the_ibp_boxes(name, threat):
+    """crown-ibp keeps IBP's boxes of every tensor and bounds the margins by CROWN over them: never
+    looser than IBP, tighter on some margin (the sampled/PGD test above checks it is sound)."""
+    net = zoo.pretrained_network(name)
+    x, y = sv.load_sample(ensure_dataset(zoo.dataset_of(name)), split="test", index=0)
+    t = sv.parse_threat(threat)
+    ibp, mixed = (certify(net, x, y, t, m) for m in ("ibp", "crown-ibp"))
+    for (lo_a, hi_a), (lo_b, hi_b) in zip(ibp.bounds, mixed.bounds):
+        np.testing.assert_array_equal(lo_a, lo_b)
+        np.testing.assert_array_equal(hi_a, hi_b)
+    others = [j for j in range(net.n_classes) if j != y]
+    assert np.all(mixed.margin_lb[others] >= ibp.margin_lb[others]) and np.any(mixed.margin_lb[others] > ibp.margin_lb[others])
+    assert mixed.relaxation == "crown-ibp"

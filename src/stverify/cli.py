@@ -339,7 +339,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    "VNN-COMP result (sat + witness, unsat, timeout, unknown, error) to --out or stdout")
     v.add_argument("--out", metavar="FILE", help="with --vnnlib: the result file to write")
     v.add_argument("--method", help="stbp (default), box-ibp, box-crown, milp, smt, bab (default with --vnnlib), all")
-    v.add_argument("--relaxation", choices=("ibp", "crown", "alpha-crown"), help="STBP relaxation (default crown)")
+    v.add_argument("--relaxation", choices=("ibp", "crown-ibp", "crown", "alpha-crown"),
+                   help="STBP relaxation (default crown; crown-ibp: IBP intermediate boxes, CROWN on the margins)")
     v.add_argument("--solver", choices=SOLVERS, help="MILP backend for milp, bab, all (default scip)")
     v.add_argument("--bounds", choices=tuple(BOUND_SOURCES), help="big-M source for milp, all (default stbp)")
     v.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole verification (default 60)")
