@@ -21,8 +21,8 @@ exact concretisation over the threat set) in one torch thread:
   measures some configurations again).
 * ``r3d``: ``zoo.network("r3d18_small")`` (3x16x112x112, untrained) on a seeded random input under
   linf, anyframes:k=1 and anypatch at eps 1/255, each run in a fresh process whose address space
-  is limited to 4 GiB (``RLIMIT_AS``): wall time and peak RSS (ru_maxrss) of CROWN on the margins
-  over IBP bounds, and of STBP-CROWN cut to IBP after ``--r3d-timeout`` s; and the CPU time per
+  is limited to 4 GiB (``RLIMIT_AS``): wall time and peak RSS (ru_maxrss) of STBP-CROWN-IBP (``relaxation="crown-ibp"``:
+  CROWN on the margins over IBP boxes), and of STBP-CROWN cut to IBP after ``--r3d-timeout`` s; and the CPU time per
   CROWN row from each tensor STBP-CROWN refines (``part_r3d``).
 
 Every time is measured warm (after one untimed call); the ratios use CPU time (one thread), which
@@ -308,17 +308,15 @@ torch.set_num_threads(1)
 import stverify as sv
 from stverify import zoo
 from stverify.stbp_hybrid.certify import certify, make_support, torch_layers
-from stverify.stbp_hybrid.propagate import closed_form_nodes, crown_refine, layer_bounds, margin_bounds, spec_matrix
+from stverify.stbp_hybrid.propagate import closed_form_nodes, crown_refine, layer_bounds
 net = zoo.network("r3d18_small")
 x = np.random.default_rng(0).uniform(0, 1, net.input_shape)
 y, threat, mode, timeout = int(net.predict(x)), sv.parse_threat({threat!r}), {mode!r}, {timeout!r}
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
-if mode == "margins":
-    layers, sup = torch_layers(net), make_support(x, threat, "threat")
-    with torch.no_grad():
-        bounds = layer_bounds(layers, sup, "ibp")
-        margin, done = margin_bounds(layers, bounds, sup, spec_matrix(net.n_classes, y), "crown").min().item(), True
+if mode == "crown-ibp":
+    cert = certify(net, x, y, threat, "crown-ibp")
+    margin, done = cert.min_margin, True
 elif mode == "rows":  # CPU time of CROWN rows from every tensor STBP refines, a few sampled neurons each
     layers, sup = torch_layers(net), make_support(x, threat, "threat")
     closed, per_tensor = closed_form_nodes(layers), []
@@ -344,14 +342,14 @@ print(json.dumps({{"time_s": time.perf_counter() - t, "margin_lb": margin, "comp
 
 
 def part_r3d(timeout: float, emit) -> None:
-    """Per threat, each in a fresh process under RLIMIT_AS = 4 GiB: (margins) CROWN on the margins
-    over IBP bounds of every tensor: the deepest backward pass there is, dense rows from the logits
-    through all 48 nodes to the input, concretised over the set; (stbp) ``certify`` STBP-CROWN,
+    """Per threat, each in a fresh process under RLIMIT_AS = 4 GiB: (crown-ibp) STBP with CROWN on the
+    margins over IBP boxes of every tensor: the deepest backward pass there is, dense rows from the
+    logits through all 48 nodes to the input, concretised over the set; (stbp) ``certify`` STBP-CROWN,
     CROWN on every unstable intermediate neuron, cut to IBP after ``timeout`` seconds (0: none);
     (rows, linf only) the CPU time per CROWN row from each tensor STBP refines (R3D_ROWS sampled
     neurons, on IBP bounds), hence what refining every neuron would take."""
     for threat in R3D_THREATS:
-        for mode in ("margins", "stbp") + (("rows",) if threat == R3D_THREATS[0] else ()):
+        for mode in ("crown-ibp", "stbp") + (("rows",) if threat == R3D_THREATS[0] else ()):
             code = R3D_CALL.format(limit=R3D_LIMIT, src=str(NEW_SRC), threat=threat, mode=mode, timeout=timeout,
                                    rows=R3D_ROWS)
             start = time.perf_counter()
@@ -444,8 +442,9 @@ def tables(rows: list[dict]) -> str:
     r3d = [r for r in rows if r["part"] == "r3d"]
     if r3d:
         out += ["## r3d18_small (3x16x112x112, 1,266,944 ReLUs) under RLIMIT_AS = 4 GiB, one process each\n",
-                "`margins`: CROWN on the margins over IBP bounds (the deepest backward pass: dense rows through all 48 "
-                "nodes); `stbp`: STBP-CROWN (`certify`), cut to IBP after the time limit.\n",
+                "`crown-ibp`: STBP with `relaxation=\"crown-ibp\"` (exact first layer, IBP boxes, CROWN on the margins: the "
+                "deepest backward pass, dense rows through all 48 nodes); `stbp`: STBP-CROWN (`certify`, CROWN on every "
+                "unstable neuron), cut to IBP after the time limit.\n",
                 "| threat | mode | exit | CROWN finished | time s | peak RSS MB | margin_lb |", "|" + " --- |" * 7]
         for r in r3d:
             if r.get("mode") == "rows":
