@@ -22,7 +22,6 @@ import json
 import platform
 import statistics
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ import torch
 import stverify as sv
 from stverify import zoo
 from stverify.data import ensure_dataset, load_npz
+from stverify.threats import format_eps
 
 ANY_SCALE = 4  # the anyframes eps, as a multiple of the training eps
 STEERING_DELTA = 0.1
@@ -43,12 +43,8 @@ MEASURES = {  # column -> (method, threat kind)
 OUT = Path(__file__).resolve().parent / "results" / "zoo_table"
 
 
-def eps_text(eps: float) -> str:
-    return str(Fraction(eps).limit_denominator(255 * ANY_SCALE))
-
-
 def threat(kind: str, eps: float) -> str:
-    return f"linf:eps={eps_text(eps)}" if kind == "linf" else f"anyframes:k=1,eps={eps_text(ANY_SCALE * eps)}"
+    return f"linf:eps={format_eps(eps)}" if kind == "linf" else f"anyframes:k=1,eps={format_eps(ANY_SCALE * eps)}"
 
 
 def training(info: dict) -> str:
